@@ -1,0 +1,98 @@
+"""Typed configuration handed to the loop and to plugins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from scaler.types import Secret
+
+
+@dataclass(frozen=True)
+class GitSettings:
+    user: str = ""
+    password: Secret = field(default_factory=lambda: Secret(""))
+
+
+@dataclass(frozen=True)
+class AgentCredentials:
+    access_key: Secret = field(default_factory=lambda: Secret(""))
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
+
+
+@dataclass(frozen=True)
+class ScalerSettings:
+    """The ``scaler`` section. Durations are in seconds."""
+
+    name: str = "clearml-scaler"
+    workers_prefix: str = "dynamic_worker"
+    polling_interval: float = 30.0
+    max_idle_time: float = 900.0
+    stuck_timeout: float = 1200.0
+    default_docker_image: str = "nvidia/cuda:12.4.1-runtime-ubuntu22.04"
+    git: GitSettings = field(default_factory=GitSettings)
+    init_script: str = ""
+    extra_clearml_conf: str = ""
+    exclude_bashrc: bool = False
+    apply_vault: bool = True
+    ignore_vault_parsing_errors: bool = False
+    warn_duplicate_task_runs: bool = True
+    orphans: str = "terminate"
+    requeue_interrupted_tasks: bool = True
+    agent_credentials: AgentCredentials = field(default_factory=AgentCredentials)
+    agent_version: str = ""
+    max_instances_total: int = 0
+    max_hourly_cost: float = 0.0
+    max_launch_per_tick: int = 0
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One entry of ``resources``. ``provider`` is this resource's ``<provider>`` subsection
+    as a plain dict; the provider plugin normalises it with its own schema."""
+
+    name: str
+    queue: str
+    max_instances: int
+    cpu_only: bool = False
+    spot: bool = False
+    regular_instance_rollback_timeout: float = 600.0
+    spot_blackout_period: float = 1800.0
+    price_per_hour: float = 0.0
+    docker_image: str = ""
+    init_script: str = ""
+    extra_agent_args: tuple[str, ...] = ()
+    provider: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration with the vault merged in.
+
+    ``provider_settings`` is the chosen provider's top-level section (plain dict);
+    ``vault_scripts`` / ``vault_clearml_conf`` are the vault's accumulated
+    ``extra_vm_bash_script`` / ``extra_clearml_conf`` texts, in merge order.
+    """
+
+    scaler: ScalerSettings
+    resources: tuple[Resource, ...]
+    provider_name: str = ""
+    provider_settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    vault_scripts: tuple[str, ...] = ()
+    vault_clearml_conf: tuple[str, ...] = ()
+    source: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def resource(self, name: str) -> Resource | None:
+        for item in self.resources:
+            if item.name == name:
+                return item
+        return None
+
+    def resources_for_queue(self, queue: str) -> list[Resource]:
+        return [item for item in self.resources if item.queue == queue]
+
+    @property
+    def queues(self) -> list[str]:
+        """Queues served, in config order, each once."""
+        return list(dict.fromkeys(item.queue for item in self.resources))

@@ -1,0 +1,134 @@
+"""Typed values exchanged between core and plugins (no I/O here)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Tag/label keys every provider writes on the instances it launches.
+TAG_SCALER = "clearml-scaler-name"
+TAG_RESOURCE = "clearml-scaler-resource"
+TAG_LAUNCH_TOKEN = "clearml-scaler-launch-token"
+
+
+class InstanceState(str, enum.Enum):
+    """Provider-neutral lifecycle of an instance."""
+
+    PENDING = "pending"  # requested, booting, spot request open
+    RUNNING = "running"
+    STOPPING = "stopping"  # shutting down / being deleted
+    TERMINATED = "terminated"
+
+    @property
+    def alive(self) -> bool:
+        """Counts against ``max_instances`` and can host a worker."""
+        return self in (InstanceState.PENDING, InstanceState.RUNNING)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One cloud machine owned by this scaler, as the provider's ``list`` reports it.
+
+    ``id`` is the provider's own handle (EC2 instance id, GCE instance name); it is also the
+    last part of the worker id ``<workers_prefix>:<resource>:<id>``.
+    """
+
+    id: str
+    resource: str
+    state: InstanceState
+    launched_at: float  # unix seconds
+    launch_token: str = ""
+    spot: bool = False
+    zone: str = ""
+    instance_type: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+class Secret:
+    """A secret string that never prints itself.
+
+    ``str()``, ``repr()`` and f-strings give ``********``; :meth:`reveal` is the one way to the
+    value, so a secret reaches only the places that call it on purpose (the init script).
+    """
+
+    __slots__ = ("_value",)
+    MASK = "********"
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __str__(self) -> str:
+        return self.MASK if self._value else ""
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of config validation: where, what, and how bad."""
+
+    path: str
+    message: str
+    severity: str = "error"  # "error" | "warning"
+    line: int | None = None
+
+    def render(self) -> str:
+        where = f"{self.path}" if self.path else "(top level)"
+        line = f" (line {self.line})" if self.line else ""
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{where}{line}: {prefix}{self.message}"
+
+
+@dataclass(frozen=True)
+class ScriptPart:
+    """A bash fragment of the init script; parts from all plugins are sorted by ``order``.
+
+    Core uses: 100 prologue, 200 instance identity, 300 user scripts (config + vault),
+    400 agent install, 500 clearml.conf, 600 agent start, 900 shutdown epilogue.
+    """
+
+    order: int
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """The ClearML server the agents report to, and the credentials they use."""
+
+    api_host: str
+    web_host: str = ""
+    files_host: str = ""
+    access_key: Secret = field(default_factory=lambda: Secret(""))
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """What the init-script and clearml.conf hooks render for."""
+
+    server: ServerInfo
+    reveal_secrets: bool = True
+    clearml_conf: str = ""  # the joined clearml.conf parts, filled in by the renderer
+
+    def secret(self, value: Secret | str) -> str:
+        """The secret's value when rendering for a machine, a mask when printing for a human."""
+        if isinstance(value, Secret):
+            return value.reveal() if self.reveal_secrets else str(value)
+        return value
