@@ -107,12 +107,12 @@ def join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def suggest(key: str, known: Sequence[str]) -> str:
+def suggest(key: str, known: Sequence[str], *, list_all: bool = True) -> str:
     """``; did you mean 'max_idle_time'?`` for a near miss, else the list of valid keys."""
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     if close:
         return f"; did you mean '{close[0]}'?"
-    return f"; valid keys: {', '.join(sorted(known))}" if known else ""
+    return f"; valid keys: {', '.join(sorted(known))}" if known and list_all else ""
 
 
 def type_name(value: Any) -> str:
@@ -146,7 +146,9 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
             return bad(f"must be a string, got {type_name(value)}")
         text = str(value)
         if kind == "choice" and text not in spec.choices:
-            return bad(f"must be one of {', '.join(spec.choices)}, got {text!r}{suggest(text, spec.choices)}")
+            return bad(
+                f"must be one of {', '.join(spec.choices)}, got {text!r}{suggest(text, spec.choices, list_all=False)}"
+            )
         if spec.non_empty and not text.strip():
             return bad("must not be empty")
         if spec.pattern and text and not re.fullmatch(spec.pattern, text):

@@ -196,12 +196,24 @@ def load_config(
 
     providers = host.provider_names()
     for found in host.validate(raw, provider, providers):
-        if found.line is None and not found.path.startswith("vault"):
+        origin = _vault_origin(vault, found.path)
+        if origin:  # the value came from the vault: say so instead of pointing into the config file
+            found = Problem(f"{found.path} (from vault {origin})", found.message, found.severity)
+        elif found.line is None and not found.path.startswith("vault"):
             found = Problem(found.path, found.message, found.severity, locate_line(text, found.path))
         result.problems.append(found)
     if not result.errors:
         result.config = build_config(raw, provider=provider or "", vault=vault, source=str(path))
     return result
+
+
+def _vault_origin(vault: VaultMerge | None, path: str) -> str:
+    if vault is None:
+        return ""
+    for config_path, vault_path in vault.applied.items():
+        if path == config_path or path.startswith(config_path + ".") or path.startswith(config_path + "["):
+            return vault_path
+    return ""
 
 
 def _apply_vault(

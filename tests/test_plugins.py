@@ -1,0 +1,214 @@
+"""The plugin host: entry-point discovery, provider dispatch, contribution hooks, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scaler.config.loader import build_config
+from scaler.errors import NotImplementedByProvider, PluginError, ProviderError
+from scaler.hookspecs import hookimpl
+from scaler.plugins import PluginHost
+from scaler.render import render_init_script
+from scaler.types import Instance, InstanceState, RenderContext, ScriptPart, ServerInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+SCALER = [sys.executable, "-m", "scaler.cli"]
+ALLOW = "clearml-scaler-aws,clearml-scaler-gcp,clearml-scaler-toycloud,clearml-scaler-broken"
+
+
+class FakeProvider:
+    """A provider plugin object recording the calls it receives."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[str] = []
+
+    @hookimpl
+    def scaler_list_instances(self, config: Any) -> list[Instance]:
+        self.calls.append("list")
+        return [Instance(f"{self.name}-1", "gpu", InstanceState.RUNNING, 0.0)]
+
+    @hookimpl
+    def scaler_launch(self, config: Any, resource: Any, count: int, launch_token: str) -> list[Instance]:
+        self.calls.append(f"launch {count} {launch_token}")
+        return []
+
+    @hookimpl
+    def scaler_init_script_parts(self, provider: str) -> list[ScriptPart]:
+        return (
+            [ScriptPart(200, f"identity ({self.name})", f"export SCALER_INSTANCE_ID={self.name}")]
+            if (provider == self.name)
+            else [ScriptPart(350, f"extra from {self.name}", f"echo {self.name}")]
+        )
+
+    @hookimpl
+    def scaler_clearml_conf_parts(self) -> list[str]:
+        return [f"# from {self.name}"]
+
+
+def config(provider: str = "simulated"):  # type: ignore[no-untyped-def]
+    return build_config(
+        {"scaler": {"name": "t"}, "resources": [{"name": "gpu", "queue": "gpu", "max_instances": 1}]}, provider=provider
+    )
+
+
+def test_only_the_chosen_provider_answers() -> None:
+    host = PluginHost(load_entry_points=False)
+    alpha, beta = FakeProvider("alpha"), FakeProvider("beta")
+    host.register(alpha, "alpha")
+    host.register(beta, "beta")
+    instances = host.provider("beta").list_instances(config("beta"))
+    assert [i.id for i in instances] == ["beta-1"]
+    host.provider("beta").launch(config("beta"), config().resources[0], 2, "#!/bin/bash", "tok", False)
+    assert beta.calls == ["list", "launch 2 tok"]
+    assert alpha.calls == []
+
+
+def test_contribution_hooks_collect_from_every_plugin_core_first() -> None:
+    host = PluginHost(load_entry_points=False)
+    host.register(FakeProvider("alpha"), "alpha")
+    host.register(FakeProvider("beta"), "beta")
+    cfg = config("alpha")
+    context = RenderContext(ServerInfo("http://api"))
+    conf = host.clearml_conf_parts(cfg, cfg.resources[0], "alpha", context)
+    assert conf[0].startswith("api {")  # core's own part comes first
+    assert sorted(conf[1:]) == ["# from alpha", "# from beta"]
+    script = render_init_script(host, cfg, cfg.resources[0], context)
+    assert script.index("export SCALER_INSTANCE_ID=alpha") < script.index("echo beta") < script.index("clearml-agent")
+    assert "SCALER_INSTANCE_ID=beta" not in script
+    assert "# from beta" in script  # every plugin's conf part reaches the written clearml.conf
+
+
+def test_missing_hook_and_plugin_bug_are_typed_errors() -> None:
+    class Broken:
+        @hookimpl
+        def scaler_list_instances(self, config: Any) -> list[Instance]:
+            raise KeyError("boom")
+
+    host = PluginHost(load_entry_points=False)
+    host.register(Broken(), "broken")
+    with pytest.raises(ProviderError, match="provider 'broken' failed in scaler_list_instances: KeyError"):
+        host.provider("broken").list_instances(config())
+    with pytest.raises(NotImplementedByProvider, match="does not implement scaler_terminate"):
+        host.provider("broken").terminate(config(), ["x"])
+
+
+def test_unknown_provider_names_the_installed_ones() -> None:
+    host = PluginHost()
+    with pytest.raises(PluginError, match=r"unknown provider 'azure'; installed providers: aws, gcp, simulated"):
+        host.provider("azure")
+
+
+def test_load_plugins_env_restricts_what_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALER_LOAD_PLUGINS", "clearml-scaler-gcp")
+    assert PluginHost().provider_names() == ["gcp", "simulated"]
+    monkeypatch.setenv("SCALER_LOAD_PLUGINS", "")
+    assert PluginHost().provider_names() == ["simulated"]  # core's own provider always exists
+
+
+@pytest.fixture(scope="session")
+def installed_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Install the example third-party provider and a broken plugin, as a user would (pip)."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT / "examples" / "provider-plugin"),
+            str(ROOT / "tests" / "data" / "broken-plugin"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return target
+
+
+def env_with(site: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
+    env["SCALER_LOAD_PLUGINS"] = ALLOW
+    env.update(extra)
+    return env
+
+
+def test_third_party_provider_is_discovered_and_a_broken_one_reported(installed_plugins: Path) -> None:
+    result = subprocess.run(
+        [*SCALER, "providers", "--format", "json"],
+        env=env_with(installed_plugins),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    names = {p["name"]: p for p in report["providers"]}
+    assert names["toycloud"]["package"] == "clearml-scaler-toycloud" and names["toycloud"]["version"] == "0.3.0"
+    assert {"aws", "gcp", "simulated"} <= set(names)
+    assert report["failed"] == [
+        {
+            "name": "broken",
+            "package": "clearml-scaler-broken",
+            "error": "ModuleNotFoundError: No module named 'scaler_dependency_that_is_not_installed'",
+        }
+    ]
+    assert "plugin 'broken' (clearml-scaler-broken) failed to load" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_choosing_the_broken_provider_says_why(installed_plugins: Path, tmp_path: Path) -> None:
+    path = tmp_path / "c.conf"
+    path.write_text('resources = [ { name = "a", queue = "q", max_instances = 1 } ]')
+    result = subprocess.run(
+        [*SCALER, "run", "--provider", "broken", "--config", str(path), "--once"],
+        env=env_with(installed_plugins),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "provider 'broken' is installed but failed to load: ModuleNotFoundError" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_third_party_provider_runs_the_loop(installed_plugins: Path, tmp_path: Path, fake_clearml: Any) -> None:
+    state = tmp_path / "toy.json"
+    path = tmp_path / "toy.conf"
+    path.write_text(
+        textwrap.dedent(f"""
+        scaler {{ name = "toy-fleet", workers_prefix = "toy" }}
+        toycloud {{ state_file = "{state}" }}
+        resources = [ {{ name = "small", queue = "work", max_instances = 2, toycloud {{ size = small }} }} ]
+    """)
+    )
+    for _ in range(3):
+        fake_clearml.enqueue("work")
+    env = env_with(installed_plugins, HOME=str(tmp_path), **fake_clearml.env())
+    result = subprocess.run(
+        [*SCALER, "run", "--provider", "toycloud", "--config", str(path), "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    machines = json.loads(state.read_text())["machines"].values()
+    assert len(machines) == 2  # 3 pending, max_instances 2
+    assert {m["tags"]["clearml-scaler-name"] for m in machines} == {"toy-fleet"}
+    assert all("--queue work" in m["user_data"] for m in machines)
+    assert "launch 2 x small (on-demand)" in result.stderr
