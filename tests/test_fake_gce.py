@@ -16,8 +16,7 @@ from google.cloud import compute_v1
 if TYPE_CHECKING:
     from tests.fakes.gce_server import FakeGCE
 
-# Registers the fixtures fake_gce_server (session) and fake_gce (reset per test).
-# Importing the module here instead would bypass pytest's assertion rewriting.
+# The fixtures fake_gce_server (session) and fake_gce (reset per test) come from tests/conftest.py.
 
 PROJECT = "test-proj"
 ZONE = "us-central1-a"
