@@ -174,9 +174,12 @@ def load_config(
     provider: str | None = None,
     vault_path: str | Path | None = None,
     vault_text: str | None = None,
+    server_vaults: Sequence[tuple[str, str]] = (),
 ) -> LoadResult:
-    """Read, merge the vault, validate through every plugin, and build the typed config.
+    """Read, merge the vaults, validate through every plugin, and build the typed config.
 
+    ``server_vaults`` are ``(description, HOCON text)`` pairs read from the ClearML server;
+    they merge first, then the ``--vault`` file (the more explicit source wins).
     Raises :class:`ConfigFileError` only when a file cannot be read; everything else is a
     problem in the result, so a caller can show all of them at once.
     """
@@ -189,10 +192,14 @@ def load_config(
     vault: VaultMerge | None = None
     if vault_path is not None and vault_text is None:
         vault_text = read_text(vault_path, "vault file")
+    sources = list(server_vaults)
     if vault_text is not None:
-        vault, raw = _apply_vault(raw, vault_text, host, provider, str(vault_path or "vault"), result.problems)
-        result.vault = vault
-        result.raw = raw
+        sources.append((str(vault_path or "vault"), vault_text))
+    for source, body in sources:
+        merged, raw = _apply_vault(raw, body, host, provider, source, result.problems)
+        vault = _combine(vault, merged)
+    result.vault = vault
+    result.raw = raw
 
     providers = host.provider_names()
     for found in host.validate(raw, provider, providers):
@@ -205,6 +212,15 @@ def load_config(
     if not result.errors:
         result.config = build_config(raw, provider=provider or "", vault=vault, source=str(path))
     return result
+
+
+def _combine(first: VaultMerge | None, then: VaultMerge | None) -> VaultMerge | None:
+    """Two vault merges in a row: texts accumulate, the later settings win."""
+    if first is None or then is None:
+        return then or first
+    return VaultMerge(raw=then.raw, scripts=first.scripts + then.scripts,
+                      clearml_conf=first.clearml_conf + then.clearml_conf, problems=first.problems + then.problems,
+                      matched=first.matched + then.matched, applied={**first.applied, **then.applied})
 
 
 def _vault_origin(vault: VaultMerge | None, path: str) -> str:
@@ -227,7 +243,8 @@ def _apply_vault(
     scaler = raw.get("scaler") if isinstance(raw.get("scaler"), Mapping) else {}
     assert isinstance(scaler, Mapping)
     if scaler.get("apply_vault", True) is False:
-        problems.append(Problem("vault", "not merged: scaler.apply_vault is false", severity="warning"))
+        if not any(p.message.startswith("not merged: scaler.apply_vault") for p in problems):
+            problems.append(Problem("vault", "not merged: scaler.apply_vault is false", severity="warning"))
         return None, raw
     ignore = scaler.get("ignore_vault_parsing_errors", False) is True
     if not provider:
