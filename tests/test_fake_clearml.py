@@ -17,9 +17,8 @@ from tests.fakes.clearml_server import FakeClearML
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-# Registers the fixtures fake_clearml (fresh server per test), fake_clearml_server (session)
-# and fake_clearml_shared (session server, reset per test).
-pytest_plugins = ["tests.fakes.clearml_server"]
+# Fixtures from tests/conftest.py: fake_clearml (fresh server per test), fake_clearml_server
+# (session) and fake_clearml_shared (session server, reset per test).
 # clearml's bundled pyhocon calls deprecated pyparsing APIs while loading its configuration.
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*:DeprecationWarning")
 
