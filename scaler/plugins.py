@@ -3,6 +3,7 @@ plugins, and dispatches provider hooks to exactly the chosen provider."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,6 +43,20 @@ class PluginFailure:
     error: str
 
 
+@functools.cache
+def _entry_points() -> tuple[metadata.EntryPoint, ...]:
+    # scanning every installed distribution costs ~25 ms; what is installed does not change in a process
+    return tuple(sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name))
+
+
+@functools.cache
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
 def _allowed_from_env() -> set[str] | None:
     value = os.environ.get(LOAD_ENV)
     if value is None:
@@ -69,7 +84,7 @@ class PluginHost:
     # -- loading -----------------------------------------------------------------------
 
     def _load_entry_points(self, allow: set[str] | None) -> None:
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        for ep in _entry_points():
             dist = ep.dist.name if ep.dist is not None else ""
             if allow is not None and not ({ep.name, dist, ep.module.split(".")[0]} & allow):
                 continue
@@ -96,12 +111,7 @@ class PluginHost:
 
     def _register(self, plugin: Any, name: str, distribution: str, *, builtin: bool = False) -> None:
         self.pm.register(plugin, name=name)
-        version = ""
-        if distribution:
-            try:
-                version = metadata.version(distribution)
-            except metadata.PackageNotFoundError:
-                version = ""
+        version = _version(distribution) if distribution else ""
         is_provider = any(hasattr(plugin, hook) for hook in hookspecs.PROVIDER_HOOKS)
         self.plugins[name] = PluginInfo(name, distribution, version, is_provider, builtin)
 
