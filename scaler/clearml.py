@@ -142,7 +142,8 @@ class ClearMLSource:
         tasks = self._call("tasks.get_all", lambda c: c.tasks.get_all(id=[task_id], only_fields=["id", "status"]))
         if not tasks:
             return False
-        status = getattr(tasks[0], "status", "")
+        status = getattr(tasks[0], "status", "") or ""
+        status = str(getattr(status, "value", status))  # the SDK returns a TaskStatusEnum, not a str
         if status not in ("in_progress", "stopped", "failed"):
             log.info("task %s is %s now; not re-enqueued", task_id, status)
             return False
@@ -161,3 +162,20 @@ class ClearMLSource:
 
     def server_info(self) -> ServerInfo:
         return server_info()
+
+    def read_vaults(self) -> list[tuple[str, str]] | None:
+        """The owner's enabled config vaults on the server, as (description, HOCON text);
+        ``None`` when they cannot be read (a server without vault support answers none)."""
+
+        def fetch(client: Any) -> Any:
+            res = client.session.send_request("users", "get_vaults", params="enabled=true&types=config")
+            if res.status_code == 404:
+                return []
+            res.raise_for_status()
+            return res.json().get("data", {}).get("vaults", []) or []
+
+        vaults = self._call("users.get_vaults", fetch)
+        if vaults is None:
+            return None
+        return [(f"server vault {v.get('description') or v.get('id') or i}", str(v.get("data") or ""))
+                for i, v in enumerate(vaults) if isinstance(v, dict) and v.get("data")]

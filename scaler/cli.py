@@ -74,14 +74,15 @@ def make_host() -> PluginHost:
     return host
 
 
-def load_or_exit(host: PluginHost, path: Path, provider: str | None, vault: Path | None) -> Config:
+def load_or_exit(host: PluginHost, path: Path, provider: str | None, vault: Path | None,
+                 server_vaults: list[tuple[str, str]] | None = None) -> Config:
     """Load a config for a command that needs a valid one; print every problem otherwise."""
     from scaler.config.loader import ConfigFileError, load_config
 
     if provider is not None:
         host.provider(provider)  # unknown provider → PluginError listing the installed ones
     try:
-        result = load_config(path, host, provider=provider, vault_path=vault)
+        result = load_config(path, host, provider=provider, vault_path=vault, server_vaults=server_vaults or ())
     except ConfigFileError as exc:
         fail(str(exc), EXIT_UNREADABLE)
     for problem in result.warnings:
@@ -240,6 +241,8 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Log the actions without calling the provider.")] = False,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
     log_format: Annotated[LogFormat, typer.Option(help="Log line format.")] = LogFormat.text,
+    server_vault: Annotated[bool, typer.Option("--server-vault/--no-server-vault",
+                                               help="Merge the ClearML server's config vaults of this user.")] = True,
 ) -> None:
     """Run the loop: launch machines for waiting tasks, terminate idle ones.
 
@@ -253,8 +256,17 @@ def run(
         fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}", 2)
     setup_logging(log_level, log_format.value)
     host = make_host()
-    cfg = load_or_exit(host, config, provider, vault)
-    reconciler = Reconciler(cfg, host, host.provider(provider), ClearMLSource(), dry_run=dry_run)
+    chosen = host.provider(provider)  # an unknown or broken provider is reported before anything is contacted
+    source = ClearMLSource()
+    vaults: list[tuple[str, str]] = []
+    if server_vault:
+        found = source.read_vaults()
+        if found is None:
+            fail("cannot read the ClearML server's vaults; start again when the server is reachable, "
+                 "or pass --no-server-vault")
+        vaults = found
+    cfg = load_or_exit(host, config, provider, vault, vaults)
+    reconciler = Reconciler(cfg, host, chosen, source, dry_run=dry_run)
     reconciler.run(once=once)
 
 
