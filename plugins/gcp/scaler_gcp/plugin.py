@@ -1,13 +1,18 @@
-"""Hook implementations of the ``gcp`` provider."""
+"""Hook implementations of the ``gcp`` provider (Google Compute Engine).
+
+The work is done in :mod:`scaler_gcp.provider`; Google libraries load on the first provider
+call, never at import (``scaler --help`` and ``scaler providers`` import this module).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from scaler.errors import NotImplementedByProvider
 from scaler.hookspecs import hookimpl
-from scaler.schema import check_provider_sections, defaults
+from scaler.schema import check_provider_sections, check_section, defaults
 from scaler.types import Instance, Problem, RenderContext, ScriptPart
+from scaler_gcp import provider as gce
 from scaler_gcp.schema import GCP_RESOURCE_SECTION, GCP_SECTION, VAULT_KEYS
 
 if TYPE_CHECKING:
@@ -23,7 +28,40 @@ export SCALER_INSTANCE_ID="$(curl -sS -H 'Metadata-Flavor: Google' \\
 
 @hookimpl
 def scaler_validate_config(config: dict[str, Any], provider: str | None, providers: list[str]) -> list[Problem]:
-    return check_provider_sections(config, NAME, provider, GCP_SECTION, GCP_RESOURCE_SECTION)
+    problems = check_provider_sections(config, NAME, provider, GCP_SECTION, GCP_RESOURCE_SECTION)
+    resources = config.get("resources") if isinstance(config, Mapping) else None
+    for index, item in enumerate(resources if isinstance(resources, list) else []):
+        if isinstance(item, Mapping) and isinstance(item.get(NAME), Mapping):
+            problems += _cross_checks(item, f"resources[{index}].{NAME}")
+    return problems
+
+
+def _cross_checks(item: Mapping[str, Any], where: str) -> list[Problem]:
+    """Rules between keys that the per-key schema cannot express."""
+    values = check_section(item[NAME], GCP_RESOURCE_SECTION, where).values
+    problems = []
+    kind, count = values.get("accelerator_type"), values.get("accelerator_count")
+    if kind and count == 0:
+        problems.append(
+            Problem(f"{where}.accelerator_count", f"must be ≥ 1 when accelerator_type is set (got 0 for {kind!r})")
+        )
+    if count and not kind:
+        problems.append(
+            Problem(
+                f"{where}.accelerator_type",
+                f'is required when accelerator_count is {count} (e.g. accelerator_type = "nvidia-l4")',
+            )
+        )
+    if values.get("spot") is True and item.get("spot") is not True:
+        problems.append(
+            Problem(
+                f"{where}.spot",
+                "has no effect unless the resource's own `spot = true` "
+                "(the scaler decides when to use spot and when to fall back)",
+                "warning",
+            )
+        )
+    return problems
 
 
 @hookimpl
@@ -37,33 +75,36 @@ def scaler_config_defaults() -> dict[str, Any]:
 
 
 @hookimpl
-def scaler_init_script_parts(config: Config, resource: Resource, provider: str,
-                             context: RenderContext) -> list[ScriptPart]:
+def scaler_init_script_parts(
+    config: Config, resource: Resource, provider: str, context: RenderContext
+) -> list[ScriptPart]:
     if provider != NAME:
         return []
     return [ScriptPart(200, "instance identity (GCE metadata server)", INSTANCE_ID_SCRIPT)]
 
 
-def _todo(hook: str) -> NotImplementedByProvider:
-    return NotImplementedByProvider(f"the gcp provider's {hook} is not implemented yet")
-
-
 @hookimpl
-def scaler_launch(config: Config, resource: Resource, count: int, init_script: str, launch_token: str,
-                  spot: bool) -> list[Instance]:
-    raise _todo("launch")
+def scaler_launch(
+    config: Config, resource: Resource, count: int, init_script: str, launch_token: str, spot: bool
+) -> list[Instance]:
+    return gce.launch(config, resource, count, init_script, launch_token, spot)
 
 
 @hookimpl
 def scaler_list_instances(config: Config) -> list[Instance]:
-    raise _todo("list")
+    return gce.list_instances(config)
 
 
 @hookimpl
 def scaler_terminate(config: Config, instance_ids: list[str]) -> bool:
-    raise _todo("terminate")
+    return gce.terminate(config, instance_ids)
 
 
 @hookimpl
 def scaler_console_output(config: Config, instance_id: str) -> str:
-    raise _todo("console output")
+    return gce.console_output(config, instance_id)
+
+
+@hookimpl
+def scaler_check_cloud(config: Config) -> list[Problem]:
+    return gce.check_cloud(config)

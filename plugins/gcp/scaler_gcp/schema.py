@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from scaler.schema import Field
 
 ZONE = r"[a-z]+-[a-z]+\d+-[a-z]"
 LABEL = r"[a-z][a-z0-9_-]{0,62}"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+#: what `image` may look like (see :func:`scaler_gcp.naming.image_ref`)
+IMAGE_HINT = (
+    "an image or image family: projects/<project>/global/images/family/<family>, "
+    "projects/<project>/global/images/<image>, a full https://…/compute/v1/projects/… URL, "
+    "global/images/…, family/<family> or <image> (in gcp.project)"
+)
 
 
-def check_labels(value: dict) -> str | None:
-    import re
-
+def check_labels(value: dict[str, Any]) -> str | None:
     for key, val in value.items():
         if not re.fullmatch(LABEL, str(key)):
             return (
@@ -19,6 +28,32 @@ def check_labels(value: dict) -> str | None:
             )
         if not re.fullmatch(r"[a-z0-9_-]{0,63}", str(val)):
             return f"label value {str(val)!r} of {key!r} may hold only lowercase letters, digits, '_' or '-' (up to 63)"
+    return None
+
+
+def check_image(value: str) -> str | None:
+    from scaler_gcp.naming import image_ref
+
+    try:
+        image_ref(value, "my-project")
+    except ValueError:
+        return f"must be {IMAGE_HINT}; got {value!r}"
+    return None
+
+
+def check_metadata(value: dict[str, Any]) -> str | None:
+    for key, val in value.items():
+        if not re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", str(key)):
+            return f"metadata key {str(key)!r} may hold only letters, digits, '_' or '-' (up to 128)"
+        if isinstance(val, (dict, list)):
+            return f"metadata value of {key!r} must be a string"
+    return None
+
+
+def check_network_tags(value: list[str]) -> str | None:
+    for tag in value:
+        if not re.fullmatch(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?", tag):
+            return f"network tag {tag!r} must be lowercase letters, digits or '-' (up to 63, starting with a letter)"
     return None
 
 
@@ -41,6 +76,14 @@ GCP_SECTION = (
         default="",
         pattern=r"https?://\S+",
         pattern_hint="http(s)://host[:port]",
+    ),
+    Field(
+        "operation_timeout",
+        "duration",
+        "How long a launch waits for GCE to accept or refuse the new machines (not for them to boot); "
+        "machines still being created after it are reported as booting.",
+        default=60.0,
+        min=1,
     ),
 )
 
@@ -67,9 +110,10 @@ GCP_RESOURCE_SECTION = (
     Field(
         "image",
         "str",
-        "Boot image or image family URL (with docker and python3).",
+        "Boot image or image family (with docker and python3).",
         required=True,
         non_empty=True,
+        check=check_image,
         example='image = "projects/debian-cloud/global/images/family/debian-12"',
     ),
     Field("disk_size_gb", "int", "Boot disk size in GB.", default=100, min=10, max=65536),
@@ -80,28 +124,48 @@ GCP_RESOURCE_SECTION = (
         default="pd-balanced",
         choices=("pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced"),
     ),
-    Field("spot", "bool", "Spot VM (overrides the resource's `spot`).", default=None),
+    Field(
+        "spot",
+        "bool",
+        "Set false to never launch Spot VMs for this resource; whether to try spot is the resource's `spot`.",
+        default=None,
+    ),
     Field(
         "accelerator_type",
         "str",
-        "GPU type, e.g. nvidia-l4.",
+        "GPU type, e.g. nvidia-l4 (leave empty for a2/a3/g2 machine types).",
         default="",
         pattern=r"[a-z0-9-]+",
         pattern_hint="an accelerator type like nvidia-l4",
     ),
     Field("accelerator_count", "int", "GPUs per machine.", default=0, min=0, max=16),
-    Field("service_account", "str", "Service account e-mail the machines run as.", default=""),
     Field(
-        "scopes",
-        "list",
-        "OAuth scopes of the service account.",
-        default=["https://www.googleapis.com/auth/cloud-platform"],
+        "service_account",
+        "str",
+        "Service account e-mail the machines run as (`default`: the project's Compute Engine default "
+        "service account; empty: none).",
+        default="",
     ),
-    Field("network", "str", "VPC network.", default="default"),
-    Field("subnetwork", "str", "Subnetwork (regional).", default=""),
-    Field("external_ip", "bool", "Give machines an external IP.", default=True),
+    Field("scopes", "list", "OAuth scopes of the service account.", default=[CLOUD_PLATFORM_SCOPE]),
+    Field("network", "str", "VPC network (name or projects/<p>/global/networks/<name>).", default="default"),
+    Field(
+        "subnetwork",
+        "str",
+        "Subnetwork (name in the zone's region, or projects/<p>/regions/<r>/subnetworks/<name>).",
+        default="",
+    ),
+    Field(
+        "external_ip", "bool", "Give machines an external IP (else they need Cloud NAT to reach ClearML).", default=True
+    ),
     Field("labels", "dict", "Extra labels.", default={}, check=check_labels),
-    Field("network_tags", "list", "Network tags (firewall rules).", default=[]),
+    Field(
+        "metadata",
+        "dict",
+        "Extra instance metadata items (e.g. enable-oslogin); startup-script and the scaler's own keys win.",
+        default={},
+        check=check_metadata,
+    ),
+    Field("network_tags", "list", "Network tags (firewall rules).", default=[], check=check_network_tags),
 )
 
 VAULT_KEYS = {
