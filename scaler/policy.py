@@ -14,11 +14,13 @@ Rules (see docs/how-it-works.md):
 * fleet-wide caps ``max_instances_total`` and ``max_hourly_cost`` hold launches back;
 * an idle worker ≥ ``max_idle_time`` → terminate its instance, unless a queue it serves has
   pending tasks; a busy worker is never terminated;
-* no worker ``stuck_timeout`` after launch → terminate (console captured first);
+* no worker ``stuck_timeout`` after launch (or after its worker was last seen) → terminate
+  (console captured first);
 * instances of unconfigured resources → ``orphans`` = terminate (once idle) | keep;
 * ClearML unreadable → nothing is scaled down and nothing launched; cloud unreadable →
   nothing launched;
-* a task whose machine vanished while running it is re-enqueued.
+* a task whose machine vanished while running it is re-enqueued (once per machine); a worker
+  of the fleet's prefix whose machine this fleet never owned is reported, never acted on.
 """
 
 from __future__ import annotations
@@ -116,10 +118,13 @@ class PolicyState:
     blackout_until: dict[str, float] = field(default_factory=dict)  # resource -> on-demand only until
     capacity_blocked_until: dict[str, float] = field(default_factory=dict)  # resource -> skipped until
     unconfirmed: dict[str, Launch] = field(default_factory=dict)  # token -> launch whose outcome is unknown
-    running: dict[str, tuple[str, str]] = field(default_factory=dict)  # instance id -> (task id, queue)
-    requeued: set[str] = field(default_factory=set)  # task ids already re-enqueued
+    running: dict[str, tuple[str, str]] = field(default_factory=dict)  # task id -> (instance id, queue)
+    requeued: set[str] = field(default_factory=set)  # "<task id>@<instance id>" already re-enqueued
     reported: set[str] = field(default_factory=set)  # notice keys already reported once
     launch_seq: int = 0
+    worker_seen: dict[str, float] = field(default_factory=dict)  # instance id -> last seen with a worker
+    tick_at: float = -1.0  # `now` of the tick that `tick_launched` counts
+    tick_launched: dict[str, int] = field(default_factory=dict)  # resource -> launched in that tick
 
     def copy(self) -> PolicyState:
         return PolicyState(
@@ -133,6 +138,9 @@ class PolicyState:
             set(self.requeued),
             set(self.reported),
             self.launch_seq,
+            dict(self.worker_seen),
+            self.tick_at,
+            dict(self.tick_launched),
         )
 
 
@@ -167,7 +175,9 @@ def launch_token(scaler: str, resource: str, now: float, seq: int) -> str:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word}{'es' if word.endswith(('ch', 'sh', 's', 'x')) else 's'}"
 
 
 @dataclass
@@ -227,16 +237,21 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
     _confirm_launches(state, obs.instances)
     _forget_gone(state, obs.instances)
     if clearml_ok:
-        _interrupted(config, obs, fleet, state, out)
+        left_alone = _interrupted(config, obs, fleet, state, out)
         _duplicates(config, obs.workers or [], state, out)
         for worker in fleet.strays:
             key = f"stray:{worker.id}"
             if key not in state.reported:
                 state.reported.add(key)
+                task = (
+                    f" (it reports task {worker.task}, left alone: its machine is not one of this fleet's instances)"
+                    if worker.id in left_alone
+                    else ""
+                )
                 out.info(
                     "stray_worker",
                     f"worker {worker.id} has this fleet's prefix but no live instance of it; "
-                    "it counts for nothing and is left alone",
+                    f"it counts for nothing and is left alone{task}",
                 )
     else:
         out.warn(
@@ -257,20 +272,29 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
             if not workers:
                 state.idle_since.pop(inst.id, None)
                 stats["booting"] += 1
-                if clearml_ok and age >= settings.stuck_timeout:
+                # a machine that had a worker is measured from its last sighting, so a worker list that
+                # comes back short once does not take down long-running (busy) machines
+                seen = state.worker_seen.get(inst.id)
+                quiet = age if seen is None else now - max(seen, inst.launched_at)
+                if clearml_ok and quiet >= settings.stuck_timeout:
+                    what = (
+                        f"no worker registered {format_duration(round(age))} after launch"
+                        if seen is None
+                        else f"its worker has not been seen for {format_duration(round(quiet))}"
+                    )
                     out.terminations.append(
                         Terminate(
                             inst.id,
                             resource_name,
                             "stuck",
-                            f"no worker registered {format_duration(round(age))} after launch "
-                            f"(stuck_timeout {format_duration(settings.stuck_timeout)}); console output saved",
+                            f"{what} (stuck_timeout {format_duration(settings.stuck_timeout)}); console output saved",
                             capture_console=True,
                         )
                     )
                 elif resource is not None:
                     booting[resource.queue] += 1
                 continue
+            state.worker_seen[inst.id] = now
             busy = [w for w in workers if w.task]
             if busy:
                 stats["busy"] += 1
@@ -355,29 +379,51 @@ def _confirm_launches(state: PolicyState, instances: Iterable[Instance]) -> None
 
 def _forget_gone(state: PolicyState, instances: Iterable[Instance]) -> None:
     alive = {inst.id for inst in instances if inst.state.alive}
-    for inst_id in list(state.idle_since):
-        if inst_id not in alive:
-            del state.idle_since[inst_id]
+    for timers in (state.idle_since, state.worker_seen):
+        for inst_id in list(timers):
+            if inst_id not in alive:
+                del timers[inst_id]
 
 
-def _interrupted(config: Config, obs: Observation, fleet: _Fleet, state: PolicyState, out: Decision) -> None:
-    """Tasks whose machine vanished while running them: re-enqueue (or report)."""
+def _interrupted(config: Config, obs: Observation, fleet: _Fleet, state: PolicyState, out: Decision) -> set[str]:
+    """Tasks whose machine vanished while running them: re-enqueue (or report).
+
+    Returns the ids of stray workers holding a task that is left alone because their machine
+    is not known to be this fleet's.
+    """
     alive_ids = {inst.id for insts in fleet.alive.values() for inst in insts}
-    lost: dict[str, tuple[str, str]] = {}
-    for inst_id, (task, queue) in state.running.items():
+    listed = {inst.id for inst in obs.instances or ()}
+    strays = {worker.id for worker in fleet.strays}
+    # a task some live worker runs (ours or not) is not lost, whatever happened to its old machine
+    running_now = {w.task for w in obs.workers or () if w.task and w.id not in strays}
+    lost: dict[tuple[str, str], str] = {}  # (task, instance id) -> queue
+    for task, (inst_id, queue) in state.running.items():
         if inst_id not in alive_ids:
-            lost[task] = (inst_id, queue)
-    # after a restart `running` is empty: a stray worker of ours still holding a task tells the same story
+            lost[(task, inst_id)] = queue
+    known = listed | {inst_id for inst_id, _queue in state.running.values()}
+    left_alone: set[str] = set()
+    # after a restart `running` is empty: a dead worker of an instance the cloud still lists as
+    # ours (stopping/terminated) tells the same story. A worker whose machine this fleet does
+    # not know (another fleet using the same prefix, a hand-started agent) is never acted on.
     for worker in fleet.strays:
-        if worker.task and worker.task not in lost:
-            parts = worker.id.split(":")
-            resource = config.resource(parts[1]) if len(parts) >= 3 else None
-            queue = resource.queue if resource else (worker.queues[0] if worker.queues else "")
-            lost[worker.task] = (parts[2] if len(parts) >= 3 else worker.id, queue)
-    for task, (inst_id, queue) in lost.items():
-        if task in state.requeued:
+        if not worker.task:
             continue
-        state.requeued.add(task)
+        parts = worker.id.split(":")
+        if len(parts) < 3 or parts[2] not in known:
+            left_alone.add(worker.id)
+            continue
+        resource = config.resource(parts[1])
+        queue = resource.queue if resource else (worker.queues[0] if worker.queues else "")
+        lost.setdefault((worker.task, parts[2]), queue)
+    handled: set[str] = set()
+    for (task, inst_id), queue in lost.items():
+        key = f"{task}@{inst_id}"
+        if key in state.requeued:
+            continue
+        state.requeued.add(key)
+        if task in handled or task in running_now:  # once is enough; or it already moved on
+            continue
+        handled.add(task)
         reason = f"its machine {inst_id} vanished while running it (spot reclaim or crash)"
         if config.scaler.requeue_interrupted_tasks and queue:
             out.requeues.append(Requeue(task, queue, inst_id, reason))
@@ -387,13 +433,14 @@ def _interrupted(config: Config, obs: Observation, fleet: _Fleet, state: PolicyS
                 f"task {task} was interrupted: {reason}; not re-enqueued (requeue_interrupted_tasks = false)",
             )
     state.running = {}
-    for inst_id, workers in fleet.workers_of.items():
-        for worker in workers:
-            if worker.task:
-                inst = next((i for insts in fleet.alive.values() for i in insts if i.id == inst_id), None)
-                resource = config.resource(inst.resource) if inst else None
-                queue = resource.queue if resource else (worker.queues[0] if worker.queues else "")
-                state.running[inst_id] = (worker.task, queue)
+    for insts in fleet.alive.values():
+        for inst in insts:
+            resource = config.resource(inst.resource)
+            for worker in fleet.workers_of.get(inst.id, ()):
+                if worker.task:
+                    queue = resource.queue if resource else (worker.queues[0] if worker.queues else "")
+                    state.running[worker.task] = (inst.id, queue)
+    return left_alone
 
 
 def _duplicates(config: Config, workers: Sequence[WorkerObs], state: PolicyState, out: Decision) -> None:
@@ -439,6 +486,11 @@ def _plan_launches(
     for launch in state.unconfirmed.values():
         out.launches.append(replace(launch, reason=f"retrying launch {launch.token[:8]} whose outcome was unknown"))
 
+    # max_launch_per_tick holds across the re-plans the reconciler makes within one tick
+    if state.tick_at != now:
+        state.tick_at = now
+        state.tick_launched = {}
+
     for queue in config.queues:
         demand = pending.get(queue, 0) - idle_on_queue.get(queue, 0) - booting.get(queue, 0)
         demand -= sum(
@@ -449,6 +501,7 @@ def _plan_launches(
         if demand <= 0:
             continue
         wanted = demand
+        rate_limited = False
         for resource, spot, note in _order(config.resources_for_queue(queue), state, now, out):
             if demand <= 0:
                 break
@@ -457,12 +510,20 @@ def _plan_launches(
                 continue
             count = min(demand, room)
             if settings.max_launch_per_tick:
-                count = min(count, settings.max_launch_per_tick)
+                budget = max(0, settings.max_launch_per_tick - state.tick_launched.get(resource.name, 0))
+                if budget < count:
+                    rate_limited = True
+                    count = budget
+            if count <= 0:
+                continue
+            asked = count
             held = ""
+            held_total = False
             if settings.max_instances_total:
                 allowed = settings.max_instances_total - total_alive
                 if allowed < count:
                     held = f"max_instances_total = {settings.max_instances_total} ({total_alive} live or launching)"
+                    held_total = allowed <= 0
                     count = max(0, allowed)
             if settings.max_hourly_cost and resource.price_per_hour > 0:
                 allowed = math.floor((settings.max_hourly_cost - hourly) / resource.price_per_hour + 1e-9)
@@ -473,13 +534,11 @@ def _plan_launches(
                     )
                     count = max(0, allowed)
             if held:
-                out.warn(
-                    "cap", f"{_plural(min(demand, room) - count, 'launch')} for queue '{queue}' held back by {held}"
-                )
+                out.warn("cap", f"{_plural(asked - count, 'launch')} for queue '{queue}' held back by {held}")
             if count <= 0:
-                if held:
-                    return  # a fleet-wide cap binds every later queue too
-                continue
+                if held_total:
+                    return  # the fleet is full: every later queue is held too
+                continue  # the cost cap may still leave room for a cheaper resource
             state.launch_seq += 1
             token = launch_token(settings.name, resource.name, now, state.launch_seq)
             market = "spot" if spot else "on-demand"
@@ -489,15 +548,17 @@ def _plan_launches(
                 f"launching {count} {market} (need {wanted}, room {room})" + (f"; {note}" if note else "")
             )
             out.launches.append(Launch(resource.name, count, spot, token, reason))
+            state.tick_launched[resource.name] = state.tick_launched.get(resource.name, 0) + count
             demand -= count
             total_alive += count
             hourly += count * resource.price_per_hour
         if demand > 0:
-            out.info(
-                "queue_short",
-                f"queue '{queue}' still needs {_plural(demand, 'machine')}: every resource "
-                "serving it is full, capped or out of capacity",
+            why = (
+                f"max_launch_per_tick = {settings.max_launch_per_tick} leaves the rest for the next ticks"
+                if rate_limited
+                else "every resource serving it is full, capped or out of capacity"
             )
+            out.info("queue_short", f"queue '{queue}' still needs {_plural(demand, 'machine')}: {why}")
 
 
 def _order(

@@ -3,13 +3,14 @@
 Core renders its own parts through the same hooks it offers to plugins (see
 :mod:`scaler.builtin`); this module holds core's fragments and the joining. Every value
 that reaches the script is quoted with :func:`shlex.quote`; every value that reaches
-clearml.conf is a JSON (= HOCON) string, and the conf is written with ``printf '%s'`` of one
-quoted word, so no value is ever interpreted by the shell or HOCON.
+clearml.conf is a quoted HOCON string (:func:`hocon_string`), and the conf is written with
+``printf '%s'`` of one quoted word, so no value is ever interpreted by the shell or HOCON.
+User scripts (config, vault, ~/.bashrc) run without ``set -u`` and cannot change the shell
+options of the rest of the script.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -24,8 +25,19 @@ AGENT_VENV = "/opt/clearml-agent-venv"
 q = shlex.quote
 
 
+def comment(text: str) -> str:
+    """Text safe on a ``#`` comment line: a line break would end the comment and run the rest."""
+    return " ".join(text.split())
+
+
+# pyhocon (and the copies clearml vendors) decodes only these escapes; \b, \f and \uXXXX stay
+# literal text, so other control characters are written raw, which it reads back as they are
+_HOCON_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def hocon_string(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """A quoted HOCON string that pyhocon reads back as exactly ``value``."""
+    return '"' + "".join(_HOCON_ESCAPES.get(ch, ch) for ch in value) + '"'
 
 
 def core_clearml_conf(config: Config, resource: Resource, context: RenderContext) -> list[str]:
@@ -60,7 +72,7 @@ def core_script_parts(config: Config, resource: Resource, context: RenderContext
     prologue = "\n".join(
         [
             "#!/bin/bash",
-            f"# clearml-scaler init script: fleet {q(settings.name)}, resource {q(resource.name)}",
+            comment(f"# clearml-scaler init script: fleet {q(settings.name)}, resource {q(resource.name)}"),
             "# Values below are shell-quoted; do not run with `set -x` (it would print credentials).",
             "set -u",
             f"export SCALER_NAME={q(settings.name)}",
@@ -93,7 +105,13 @@ def core_script_parts(config: Config, resource: Resource, context: RenderContext
         *((f"vault extra_vm_bash_script #{i + 1}", text) for i, text in enumerate(config.vault_scripts)),
     ):
         if text.strip():
-            user.append(f"# --- {label} ---\n{text.rstrip()}")
+            user.append(f"{comment(f'# --- {label} ---')}\n{text.rstrip()}")
+    if user:
+        # ~/.bashrc and user scripts are not written for `set -u` (Ubuntu's .bashrc reads $PS1), and
+        # a `set -e` of theirs must not stop the shutdown after the agent exits: run them without
+        # nounset, then restore the script's own options
+        user.insert(0, 'scaler_shell_options="$(set +o)"\nset +u')
+        user.append('eval "$scaler_shell_options"')
     requirement = "clearml-agent" + (settings.agent_version or "")
     install = "\n".join(
         [
@@ -157,5 +175,5 @@ def render_init_script(host: PluginHost, config: Config, resource: Resource, con
     parts = host.init_script_parts(config, resource, config.provider_name, context)
     body = []
     for part in parts:
-        body.append(part.text if part.order == 100 else f"# --- {part.name} ---\n{part.text}")
+        body.append(part.text if part.order == 100 else f"{comment(f'# --- {part.name} ---')}\n{part.text}")
     return "\n\n".join(body).rstrip() + "\n"

@@ -1,0 +1,522 @@
+"""The init script, rendered through the plugin host and *executed* under bash.
+
+Every command the script would run on a machine (python3, pip, clearml-agent, curl,
+apt-get, shutdown, poweroff, hostname) is a stub on PATH that records its argv (NUL
+separated) and the order of calls; ``clearml-agent`` also dumps its environment. HOME is a
+temporary directory. Hostile values (quotes, ``$(...)``, backticks, newlines, ``${HOME}``,
+semicolons) in every data field must come out byte for byte where they belong — agent argv,
+clearml.conf, worker id — and never run.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyhocon import ConfigFactory
+
+from scaler.config.loader import build_config
+from scaler.config.model import Config, Resource
+from scaler.config.vault import VaultMerge
+from scaler.plugins import PluginHost
+from scaler.render import render_clearml_conf, render_init_script
+from scaler.types import RenderContext, Secret, ServerInfo
+
+INSTANCE_ID = "sim-0001"
+STUBS = ("python3", "pip", "clearml-agent", "curl", "apt-get", "shutdown", "poweroff", "hostname")
+
+STUB = """#!/bin/bash
+log={log}
+name={name}
+printf '%s\\n' "$name" >> "$log/events"
+n=$(wc -l < "$log/events")
+printf '%s\\0' "$@" > "$log/calls/$(printf '%04d' "$n")-$name"
+rc=0
+if [ -f "$log/fail-$name" ]; then rc=$(cat "$log/fail-$name"); rm -f "$log/fail-$name"; fi
+{extra}
+exit "$rc"
+"""
+EXTRA = {
+    "hostname": f"echo {INSTANCE_ID}",
+    # metadata servers: EC2 IMDSv2 (token, then instance id) and GCE (instance name)
+    "curl": """case "$*" in
+  *latest/api/token*) printf 'IMDS-TOKEN' ;;
+  *meta-data/instance-id*) printf 'i-0123456789abcdef0' ;;
+  *instance/name*) printf 'gce-vm-7' ;;
+esac""",
+    # installing clearml-agent puts it on PATH, like pip into the venv would
+    "pip": 'if [ "$rc" = 0 ]; then cp "$log/clearml-agent.stub" "$(dirname "$0")/clearml-agent"; fi',
+    "clearml-agent": 'env -0 > "$log/agent.env"',
+}
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    return PluginHost()
+
+
+@dataclass
+class Machine:
+    """A fake machine: stub commands, a HOME, and what ran."""
+
+    root: Path
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / "pwned"
+
+    def fail_next(self, command: str, rc: int = 1) -> None:
+        (self.log / f"fail-{command}").write_text(str(rc))
+
+    def run(self, script: str, **env: str) -> subprocess.CompletedProcess[str]:
+        path = self.root / "init.sh"
+        path.write_text(script)
+        return subprocess.run(
+            ["bash", str(path)],
+            env={"PATH": f"{self.bin}:/usr/bin:/bin", "HOME": str(self.home), "LC_ALL": "C.UTF-8", **env},
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def events(self) -> list[str]:
+        path = self.log / "events"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def calls(self, command: str) -> list[list[str]]:
+        found = []
+        for path in sorted((self.log / "calls").iterdir()):
+            if path.name.split("-", 1)[1] == command:
+                raw = path.read_bytes().decode()
+                found.append(raw.split("\0")[:-1] if raw else [])
+        return found
+
+    def agent_env(self) -> dict[str, str]:
+        raw = (self.log / "agent.env").read_bytes().decode()
+        return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+    def conf(self) -> Any:
+        return ConfigFactory.parse_file(str(self.home / "clearml.conf"))
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> Machine:
+    m = Machine(tmp_path)
+    for folder in (m.home, m.log / "calls", m.bin):
+        folder.mkdir(parents=True)
+    for name in STUBS:
+        text = STUB.format(log=shlex.quote(str(m.log)), name=name, extra=EXTRA.get(name, ""))
+        target = m.log / "clearml-agent.stub" if name == "clearml-agent" else m.bin / name
+        target.write_text(text)
+        target.chmod(0o755)
+    return m
+
+
+def make_config(
+    *,
+    provider: str = "simulated",
+    scaler: dict[str, Any] | None = None,
+    resource: dict[str, Any] | None = None,
+    vault_scripts: tuple[str, ...] = (),
+    vault_conf: tuple[str, ...] = (),
+) -> tuple[Config, Resource]:
+    raw = {
+        "scaler": {"name": "fleet", "workers_prefix": "dyn", **(scaler or {})},
+        "resources": [{"name": "gpu", "queue": "gpu-queue", "max_instances": 2, **(resource or {})}],
+    }
+    vault = VaultMerge(raw, list(vault_scripts), list(vault_conf)) if vault_scripts or vault_conf else None
+    config = build_config(raw, provider=provider, vault=vault)
+    return config, config.resources[0]
+
+
+SERVER = ServerInfo(
+    "https://api.example.com",
+    "https://app.example.com",
+    "https://files.example.com",
+    Secret("SRVKEY"),
+    Secret("SRVSECRET"),
+)
+
+
+def render(
+    host: PluginHost, config: Config, resource: Resource, *, reveal: bool = True, server: ServerInfo = SERVER
+) -> str:
+    return render_init_script(host, config, resource, RenderContext(server, reveal_secrets=reveal))
+
+
+def bash_n(script: str, tmp_path: Path) -> None:
+    path = tmp_path / "check.sh"
+    path.write_text(script)
+    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+# --- a plain run -------------------------------------------------------------------------
+
+
+def test_plain_script_installs_configures_runs_the_agent_then_shuts_down(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config(
+        scaler={"git": {"user": "bot", "password": "ghp_token"}, "default_docker_image": "python:3.11"}
+    )
+    script = render(host, config, resource)
+    bash_n(script, machine.root)
+    result = machine.run(script)
+    assert result.returncode == 0, result.stderr
+    assert machine.events() == ["hostname", "python3", "pip", "clearml-agent", "shutdown"]
+    assert machine.calls("python3") == [["-m", "venv", "/opt/clearml-agent-venv"]]
+    assert machine.calls("pip") == [["install", "--upgrade", "clearml-agent"]]
+    assert machine.calls("clearml-agent") == [
+        ["--config-file", f"{machine.home}/clearml.conf", "daemon", "--queue", "gpu-queue", "--docker", "python:3.11"]
+    ]
+    assert machine.calls("shutdown") == [["-h", "now"]]
+    env = machine.agent_env()
+    assert env["CLEARML_WORKER_ID"] == f"dyn:gpu:{INSTANCE_ID}"
+    assert env["CLEARML_CONFIG_FILE"] == f"{machine.home}/clearml.conf"
+    conf = machine.conf()
+    assert conf["api.api_server"] == "https://api.example.com"
+    assert conf["api.web_server"] == "https://app.example.com"
+    assert conf["api.files_server"] == "https://files.example.com"
+    # no agent_credentials configured: the agents use the scaler's own
+    assert conf["api.credentials.access_key"] == "SRVKEY"
+    assert conf["api.credentials.secret_key"] == "SRVSECRET"
+    assert conf["agent.git_user"] == "bot"
+    assert conf["agent.git_pass"] == "ghp_token"
+    assert (machine.home / "clearml.conf").stat().st_mode & 0o077 == 0  # credentials: owner only
+    # nothing secret reaches the console (no `set -x`, no echo of the conf)
+    for secret in ("ghp_token", "SRVKEY", "SRVSECRET"):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_cpu_only_extra_args_agent_version_and_instance_id_from_the_environment(
+    host: PluginHost, machine: Machine
+) -> None:
+    config, resource = make_config(
+        scaler={"agent_version": "==1.9.3"},
+        resource={
+            "cpu_only": True,
+            "docker_image": "ubuntu:22.04",
+            "extra_agent_args": ["--services-mode", "--order-fairness"],
+        },
+    )
+    # clearml-agent is already installed, but agent_version pins a version: install anyway
+    (machine.bin / "clearml-agent").write_text((machine.log / "clearml-agent.stub").read_text())
+    (machine.bin / "clearml-agent").chmod(0o755)
+    result = machine.run(render(host, config, resource), SCALER_INSTANCE_ID="i-0abc")
+    assert result.returncode == 0, result.stderr
+    assert machine.events() == ["python3", "pip", "clearml-agent", "shutdown"]  # no hostname: id given
+    assert machine.calls("pip") == [["install", "--upgrade", "clearml-agent==1.9.3"]]
+    assert machine.calls("clearml-agent") == [
+        [
+            "--config-file",
+            f"{machine.home}/clearml.conf",
+            "daemon",
+            "--queue",
+            "gpu-queue",
+            "--docker",
+            "ubuntu:22.04",
+            "--cpu-only",
+            "--services-mode",
+            "--order-fairness",
+        ]
+    ]
+    env = machine.agent_env()
+    assert env["CLEARML_WORKER_ID"] == "dyn:gpu:i-0abc"
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "none"
+
+
+def test_agent_already_installed_is_not_reinstalled(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config()
+    (machine.bin / "clearml-agent").write_text((machine.log / "clearml-agent.stub").read_text())
+    (machine.bin / "clearml-agent").chmod(0o755)
+    result = machine.run(render(host, config, resource))
+    assert result.returncode == 0, result.stderr
+    assert machine.events() == ["hostname", "clearml-agent", "shutdown"]
+
+
+def test_missing_venv_support_is_installed_with_apt_then_retried(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config()
+    machine.fail_next("python3")
+    result = machine.run(render(host, config, resource))
+    assert result.returncode == 0, result.stderr
+    assert machine.events() == [
+        "hostname",
+        "python3",
+        "apt-get",
+        "apt-get",
+        "python3",
+        "pip",
+        "clearml-agent",
+        "shutdown",
+    ]
+    assert machine.calls("apt-get")[1] == ["install", "-y", "python3-venv", "python3-pip", "git"]
+
+
+def test_failed_agent_install_shuts_the_machine_down(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config()
+    machine.fail_next("pip")
+    result = machine.run(render(host, config, resource))
+    assert result.returncode != 0
+    assert machine.events() == ["hostname", "python3", "pip", "shutdown"]
+    assert "installing clearml-agent failed" in result.stderr
+
+
+def test_agent_exit_status_does_not_prevent_shutdown(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config()
+    machine.fail_next("clearml-agent", 3)
+    result = machine.run(render(host, config, resource))
+    assert machine.events()[-2:] == ["clearml-agent", "shutdown"]
+    assert "clearml-agent exited with status 3" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("provider", "instance_id"), [("aws", "i-0123456789abcdef0"), ("gcp", "gce-vm-7"), ("simulated", INSTANCE_ID)]
+)
+def test_each_providers_identity_part_names_the_worker(
+    host: PluginHost, machine: Machine, provider: str, instance_id: str
+) -> None:
+    config, resource = make_config(provider=provider)
+    result = machine.run(render(host, config, resource))
+    assert result.returncode == 0, result.stderr
+    assert machine.agent_env()["CLEARML_WORKER_ID"] == f"dyn:gpu:{instance_id}"
+    assert machine.events()[-2:] == ["clearml-agent", "shutdown"]
+    if provider == "aws":  # IMDSv2: the token is sent with the instance-id request
+        token_call, id_call = machine.calls("curl")
+        assert "-X" in token_call and "PUT" in token_call
+        assert "X-aws-ec2-metadata-token: IMDS-TOKEN" in id_call
+
+
+def test_no_instance_id_shuts_down_before_starting_anything(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config()
+    (machine.bin / "hostname").write_text("#!/bin/bash\nexit 0\n")  # prints nothing
+    result = machine.run(render(host, config, resource))
+    assert result.returncode != 0
+    assert machine.events() == ["shutdown"]
+
+
+# --- user scripts, vault scripts, bashrc ---------------------------------------------------
+
+
+def note(machine: Machine, label: str) -> str:
+    """A user script line that records ``label`` in the event log."""
+    return f"printf '%s\\n' {shlex.quote(label)} >> {shlex.quote(str(machine.log / 'events'))}"
+
+
+BASHRC = 'export FROM_BASHRC=1\n[ -z "$PS1" ] && return\necho not-interactive-only\n'  # like Ubuntu's
+
+
+@pytest.mark.parametrize("exclude_bashrc", [False, True])
+def test_user_and_vault_scripts_run_in_order_before_the_agent_install(
+    host: PluginHost, machine: Machine, exclude_bashrc: bool
+) -> None:
+    config, resource = make_config(
+        scaler={
+            "init_script": note(machine, "scaler-init") + "\nexport FROM_INIT=yes",
+            "exclude_bashrc": exclude_bashrc,
+        },
+        resource={"init_script": note(machine, "resource-init")},
+        vault_scripts=(note(machine, "vault-1"), note(machine, "vault-2") + "\nexport FROM_VAULT=2"),
+    )
+    (machine.home / ".bashrc").write_text(note(machine, "bashrc") + "\n" + BASHRC)
+    result = machine.run(render(host, config, resource))
+    assert result.returncode == 0, result.stderr
+    user = ["scaler-init", "resource-init", "vault-1", "vault-2"]
+    bashrc = [] if exclude_bashrc else ["bashrc"]
+    assert machine.events() == ["hostname", *bashrc, *user, "python3", "pip", "clearml-agent", "shutdown"]
+    env = machine.agent_env()  # what the scripts export reaches the agent
+    assert env["FROM_INIT"] == "yes" and env["FROM_VAULT"] == "2"
+    assert ("FROM_BASHRC" in env) == (not exclude_bashrc)
+
+
+@pytest.mark.parametrize(
+    "user_script",
+    [
+        pytest.param("set -euo pipefail", id="set -e in a user script"),
+        pytest.param('echo "proxy: $some_unset_variable"', id="unset variable in a user script"),
+        pytest.param("set -o errexit; false || true", id="errexit"),
+    ],
+)
+def test_user_script_shell_options_do_not_break_the_agent_or_the_shutdown(
+    host: PluginHost, machine: Machine, user_script: str
+) -> None:
+    config, resource = make_config(scaler={"init_script": user_script})
+    machine.fail_next("clearml-agent", 2)  # the agent exits non-zero
+    machine.run(render(host, config, resource))
+    assert machine.events()[-2:] == ["clearml-agent", "shutdown"]
+
+
+def test_extra_clearml_conf_and_vault_conf_are_appended(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config(
+        scaler={"extra_clearml_conf": "agent.docker_force_pull: true\nsdk.x: 1"},
+        vault_conf=("sdk.x: 2", 'agent.extra_docker_arguments: ["--ipc=host"]'),
+    )
+    result = machine.run(render(host, config, resource))
+    assert result.returncode == 0, result.stderr
+    conf = machine.conf()
+    assert conf["agent.docker_force_pull"] is True
+    assert conf["sdk.x"] == 2  # the vault comes after the config: it wins
+    assert conf["agent.extra_docker_arguments"] == ["--ipc=host"]
+    assert conf["api.api_server"] == "https://api.example.com"
+
+
+# --- hostile values ------------------------------------------------------------------------
+
+Hostile = Callable[[Path], str]
+HOSTILE: dict[str, Hostile] = {
+    "single quotes": lambda m: "it's 'quoted'",
+    "double quotes": lambda m: 'say "hi" \\" \\\\',
+    "command substitution": lambda m: f"$(touch {m})",
+    "backticks": lambda m: f"`touch {m}`",
+    "newlines": lambda m: f"one\ntouch {m}\n\n'\ntouch {m}",
+    "spaces": lambda m: "  with   spaces  ",
+    "parameter expansion": lambda m: "${HOME} $HOME ${PATH:+x} $0 $1 $@",
+    "semicolons": lambda m: f"x; touch {m}; y && touch {m} | cat",
+    "control characters": lambda m: "bell\a back\b form\f esc\x1b[31m soh\x01 cr\r tab\t del\x7f",
+    "everything": lambda m: f"a'b\"c $(touch {m}) `touch {m}` ${{HOME}};touch {m}\n touch {m} \\ %s %% end",
+}
+
+
+def no_space_or_colon(value: str) -> str:
+    """workers_prefix may not hold ':' or whitespace (validated); keep the rest of the attack."""
+    return re.sub(r"[\s:]", "", value) or "p"
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_hostile_values_are_data_never_code(host: PluginHost, machine: Machine, kind: str) -> None:
+    value = HOSTILE[kind](machine.marker)
+    prefix = no_space_or_colon("dyn" + value)
+    config, resource = make_config(
+        scaler={
+            "workers_prefix": prefix,
+            "git": {"user": "u" + value, "password": "tok" + value},
+            "agent_credentials": {"access_key": "ak" + value, "secret_key": "sk" + value},
+            "default_docker_image": "img" + value,
+            "agent_version": "",
+        },
+        resource={
+            "queue": "queue" + value,
+            "extra_agent_args": ["--arg=" + value],
+            "init_script": "export FROM_RESOURCE_SCRIPT=1",
+        },
+    )
+    server = ServerInfo("https://api" + value, "https://web" + value, "https://files" + value)
+    script = render(host, config, resource, server=server)
+    bash_n(script, machine.root)
+    result = machine.run(script)
+    assert result.returncode == 0, result.stderr
+    assert not machine.marker.exists(), "a value was executed"
+    assert machine.events() == ["hostname", "python3", "pip", "clearml-agent", "shutdown"]
+    assert machine.calls("clearml-agent") == [
+        [
+            "--config-file",
+            f"{machine.home}/clearml.conf",
+            "daemon",
+            "--queue",
+            "queue" + value,
+            "--docker",
+            "img" + value,
+            "--arg=" + value,
+        ]
+    ]
+    env = machine.agent_env()
+    assert env["CLEARML_WORKER_ID"] == f"{prefix}:gpu:{INSTANCE_ID}"
+    assert env["FROM_RESOURCE_SCRIPT"] == "1"
+    conf = machine.conf()
+    assert conf["agent.git_user"] == "u" + value
+    assert conf["agent.git_pass"] == "tok" + value
+    assert conf["api.credentials.access_key"] == "ak" + value
+    assert conf["api.credentials.secret_key"] == "sk" + value
+    assert conf["api.api_server"] == "https://api" + value
+    assert conf["api.web_server"] == "https://web" + value
+    assert conf["api.files_server"] == "https://files" + value
+    for secret in ("tok" + value, "ak" + value, "sk" + value):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_names_on_comment_lines_cannot_break_out(host: PluginHost, machine: Machine) -> None:
+    """Names are validated on load, but a config built another way must still be safe."""
+    config, resource = make_config()
+    evil = f"x\ntouch {machine.marker}\r\ntouch {machine.marker}"
+    config = replace(config, scaler=replace(config.scaler, name="fleet" + evil))
+    resource = replace(resource, name="gpu" + evil, init_script="true")
+    script = render(host, config, resource)
+    bash_n(script, machine.root)
+    result = machine.run(script)
+    assert result.returncode == 0, result.stderr
+    assert not machine.marker.exists()
+    assert machine.agent_env()["CLEARML_WORKER_ID"] == f"dyn:gpu{evil}:{INSTANCE_ID}"
+
+
+def test_hostile_resource_init_script_does_run(host: PluginHost, machine: Machine) -> None:
+    """Scripts are code on purpose: the same text that must not run as data runs here."""
+    config, resource = make_config(resource={"init_script": f"touch {shlex.quote(str(machine.marker))}"})
+    result = machine.run(render(host, config, resource))
+    assert result.returncode == 0, result.stderr
+    assert machine.marker.exists()
+
+
+# --- what a human sees: render-init-script ---------------------------------------------------
+
+SECRETS = {"git": "ghp_SuperSecretGitToken", "access": "AGENTACCESSKEY123", "secret": "agent/secret+key=="}
+
+
+def secret_config() -> tuple[Config, Resource]:
+    return make_config(
+        scaler={
+            "git": {"user": "bot", "password": SECRETS["git"]},
+            "agent_credentials": {"access_key": SECRETS["access"], "secret_key": SECRETS["secret"]},
+        }
+    )
+
+
+def test_masked_rendering_shows_no_secret(host: PluginHost, tmp_path: Path) -> None:
+    config, resource = secret_config()
+    server = ServerInfo("https://api.example.com", access_key=Secret("SCALERKEY"), secret_key=Secret("SCALERSECRET"))
+    masked = render(host, config, resource, reveal=False, server=server)
+    for value in [*SECRETS.values(), "SCALERKEY", "SCALERSECRET"]:
+        assert value not in masked
+    assert Secret.MASK in masked
+    bash_n(masked, tmp_path)
+    masked_conf = render_clearml_conf(host, config, resource, RenderContext(server, reveal_secrets=False))
+    assert not any(value in masked_conf for value in SECRETS.values())
+    # the machine's copy does carry them (agent credentials override the scaler's own)
+    revealed = render(host, config, resource, reveal=True, server=server)
+    assert all(value in revealed for value in SECRETS.values())
+    assert "SCALERKEY" not in revealed
+
+
+def test_masked_rendering_of_the_scalers_own_keys(host: PluginHost) -> None:
+    config, resource = make_config()
+    masked = render(host, config, resource, reveal=False)
+    assert "SRVKEY" not in masked and "SRVSECRET" not in masked
+
+
+def test_core_never_traces_the_script(host: PluginHost) -> None:
+    config, resource = secret_config()
+    script = render(host, config, resource)
+    assert not re.search(r"^\s*set\s+(-\w*x|-o\s+xtrace)", script, re.M)
+    assert not re.search(r"^\s*(bash|sh)\s+-\w*x", script, re.M)
+    assert script.startswith("#!/bin/bash\n")
+
+
+def test_rendering_is_stable(host: PluginHost) -> None:
+    config, resource = secret_config()
+    assert render(host, config, resource) == render(host, config, resource)
