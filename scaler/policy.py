@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from scaler.schema import format_duration
-from scaler.types import Instance
+from scaler.types import Instance, InstanceState
 
 if TYPE_CHECKING:
     from scaler.config.model import Config, Resource
@@ -276,6 +276,29 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                 # comes back short once does not take down long-running (busy) machines
                 seen = state.worker_seen.get(inst.id)
                 quiet = age if seen is None else now - max(seen, inst.launched_at)
+                unfulfilled = (
+                    resource is not None
+                    and inst.spot
+                    and inst.state is InstanceState.PENDING
+                    and seen is None
+                    and 0 < resource.regular_instance_rollback_timeout <= age
+                )
+                if resource is None and settings.orphans == "keep":
+                    continue  # kept as asked, even when it never registered
+                if clearml_ok and unfulfilled and quiet < settings.stuck_timeout:
+                    # a spot request the cloud has not fulfilled in time counts as a spot capacity failure
+                    out.terminations.append(
+                        Terminate(
+                            inst.id,
+                            resource_name,
+                            "spot_unfulfilled",
+                            f"spot request still pending {format_duration(round(age))} after launch "
+                            f"(regular_instance_rollback_timeout "
+                            f"{format_duration(resource.regular_instance_rollback_timeout)}); falling back to on-demand",
+                        )
+                    )
+                    state.spot_failing_since.setdefault(resource_name, now - resource.regular_instance_rollback_timeout)
+                    continue
                 if clearml_ok and quiet >= settings.stuck_timeout:
                     what = (
                         f"no worker registered {format_duration(round(age))} after launch"
@@ -359,6 +382,17 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                         f"{_plural(len(instances), 'instance')} of unconfigured resource "
                         f"'{resource_name}' kept (orphans = keep)",
                     )
+    if clearml_ok:
+        for inst in obs.instances:
+            # a stopped machine runs no agent but may still bill (GCE keeps its disk): delete it
+            if inst.state is InstanceState.STOPPED and not (
+                config.resource(inst.resource) is None and settings.orphans == "keep"
+            ):
+                out.terminations.append(
+                    Terminate(inst.id, inst.resource, "stopped",
+                              "the machine is stopped (its agent exited and it shut down); deleting it so it "
+                              "stops billing")
+                )
     for item in out.terminations:
         state.idle_since.pop(item.instance_id, None)
 

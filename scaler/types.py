@@ -18,6 +18,7 @@ class InstanceState(str, enum.Enum):
     PENDING = "pending"  # requested, booting, spot request open
     RUNNING = "running"
     STOPPING = "stopping"  # shutting down / being deleted
+    STOPPED = "stopped"  # exists but does not run (e.g. a GCE VM after `shutdown`): its disk still bills
     TERMINATED = "terminated"
 
     @property
@@ -99,7 +100,8 @@ class Problem:
 class ScriptPart:
     """A bash fragment of the init script; parts from all plugins are sorted by ``order``.
 
-    Core uses: 100 prologue, 200 instance identity, 300 user scripts (config + vault),
+    Core uses: 100 prologue, 200 instance identity (the provider's part), 250 worker id, 300 user
+    scripts (config + vault),
     400 agent install, 500 clearml.conf, 600 agent start, 900 shutdown epilogue.
     """
 

@@ -495,7 +495,7 @@ def test_list_owns_by_label_maps_fields_and_paginates(
     assert found["b-provisioning"].state is InstanceState.PENDING and found["b-provisioning"].zone == ZONE_B
     assert found["c-staging"].state is InstanceState.PENDING
     assert found["d-stopping"].state is InstanceState.STOPPING
-    assert found["e-terminated"].state is InstanceState.STOPPING
+    assert found["e-terminated"].state is InstanceState.STOPPED  # shut down from inside: deleted by the policy
     assert found["f-labels-only"].resource == "GPU.L4"  # label gpu-l4 mapped back to the configured name
     assert not found["b-provisioning"].spot
     pages = gce.requests.matching("GET", r"/aggregated/instances$")

@@ -514,6 +514,29 @@ TERMINATION = [
             ),
         ],
     ),
+    (
+        "a stopped machine (agent exited, VM shut down) is deleted so its disk stops billing",
+        C(R("a")),
+        [Tick(100, {"q": 0}, [M("a1", state="stopped"), M("a2")], [W("a", "a2", "t1")], terms=[("a1", "stopped")])],
+    ),
+    (
+        "orphans = keep keeps them all: stopped or never registered",
+        C(R("a"), orphans="keep", stuck_timeout="20m"),
+        [
+            Tick(
+                5000,
+                {"q": 0},
+                [M("o1", "old", "stopped"), M("o2", "old", "running", at=0)],
+                [],
+                notices=["info:orphans_kept"],
+            )
+        ],
+    ),
+    (
+        "nothing stopped is deleted while ClearML cannot be read",
+        C(R("a")),
+        [Tick(100, None, [M("a1", state="stopped")], None, notices=["warning:clearml_unreadable"])],
+    ),
 ]
 
 
@@ -629,6 +652,22 @@ SPOT = [
                 then=fail("unknown"),
             ),
             Tick(130, {"q": 5}, launches=[("a", 3, "on-demand")], tokens=("L1",), notices=["info:queue_short"]),
+        ],
+    ),
+    (
+        "a spot request still pending after the rollback timeout is dropped and on-demand launched instead",
+        C(SPOT_A),
+        [
+            Tick(100, {"q": 1}, launches=[("a", 1, "spot")], then=succeed()),
+            Tick(250, {"q": 1}, [Instance("s1", "a", InstanceState.PENDING, 100.0, spot=True)]),
+            Tick(
+                400,
+                {"q": 1},
+                [Instance("s1", "a", InstanceState.PENDING, 100.0, spot=True)],
+                terms=[("s1", "spot_unfulfilled")],
+                launches=[("a", 1, "on-demand")],
+                notices=["warning:spot_rollback"],
+            ),
         ],
     ),
 ]

@@ -53,8 +53,8 @@ STATUS_MAP: dict[str, InstanceState] = {
     "REPAIRING": InstanceState.RUNNING,
     "STOPPING": InstanceState.STOPPING,
     "SUSPENDING": InstanceState.STOPPING,
-    "SUSPENDED": InstanceState.STOPPING,
-    "TERMINATED": InstanceState.STOPPING,
+    "SUSPENDED": InstanceState.STOPPED,
+    "TERMINATED": InstanceState.STOPPED,  # shut down from inside: stopped, its disk still bills
 }
 #: machine families whose GPUs come built in (no live migration, no guestAccelerators needed)
 GPU_FAMILIES = frozenset({"a2", "a3", "a4", "g2", "g4"})
