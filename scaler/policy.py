@@ -285,7 +285,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                 )
                 if resource is None and settings.orphans == "keep":
                     continue  # kept as asked, even when it never registered
-                if clearml_ok and unfulfilled and quiet < settings.stuck_timeout:
+                if clearml_ok and unfulfilled and resource is not None and quiet < settings.stuck_timeout:
                     # a spot request the cloud has not fulfilled in time counts as a spot capacity failure
                     out.terminations.append(
                         Terminate(

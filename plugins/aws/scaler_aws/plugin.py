@@ -1,10 +1,13 @@
-"""Hook implementations of the ``aws`` provider."""
+"""Hook implementations of the ``aws`` provider (entry point ``aws`` of group ``scaler``).
+
+This module is imported by ``scaler providers`` and every ``--help``: boto3 is imported
+only inside the hooks (through :mod:`scaler_aws.client`).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from scaler.errors import NotImplementedByProvider
 from scaler.hookspecs import hookimpl
 from scaler.schema import check_provider_sections
 from scaler.types import Instance, Problem, RenderContext, ScriptPart
@@ -15,16 +18,23 @@ if TYPE_CHECKING:
 
 NAME = "aws"
 
-# IMDSv2: a token first, then the instance id (works with HttpTokens=required)
+# IMDSv2: a token first, then the instance id (works with HttpTokens=required). The endpoint
+# variable is the one the AWS SDKs honour (IPv6-only subnets, tests).
 INSTANCE_ID_SCRIPT = """\
-imds_token="$(curl -sS -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')"
-export SCALER_INSTANCE_ID="$(curl -sS -H "X-aws-ec2-metadata-token: ${imds_token}" \\
-  http://169.254.169.254/latest/meta-data/instance-id)\""""
+imds="${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}"
+imds="${imds%/}"
+imds_token="$(curl -fsS --retry 5 --retry-delay 2 -X PUT "${imds}/latest/api/token" \\
+  -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')"
+export SCALER_INSTANCE_ID="$(curl -fsS --retry 5 --retry-delay 2 -H "X-aws-ec2-metadata-token: ${imds_token}" \\
+  "${imds}/latest/meta-data/instance-id")\""""
 
 
 @hookimpl
 def scaler_validate_config(config: dict[str, Any], provider: str | None, providers: list[str]) -> list[Problem]:
-    return check_provider_sections(config, NAME, provider, AWS_SECTION, AWS_RESOURCE_SECTION)
+    from scaler_aws.checks import validate
+
+    problems = check_provider_sections(config, NAME, provider, AWS_SECTION, AWS_RESOURCE_SECTION)
+    return problems + validate(config, provider)
 
 
 @hookimpl
@@ -40,33 +50,46 @@ def scaler_config_defaults() -> dict[str, Any]:
 
 
 @hookimpl
-def scaler_init_script_parts(config: Config, resource: Resource, provider: str,
-                             context: RenderContext) -> list[ScriptPart]:
+def scaler_init_script_parts(
+    config: Config, resource: Resource, provider: str, context: RenderContext
+) -> list[ScriptPart]:
     if provider != NAME:
         return []
     return [ScriptPart(200, "instance identity (EC2 metadata, IMDSv2)", INSTANCE_ID_SCRIPT)]
 
 
-def _todo(hook: str) -> NotImplementedByProvider:
-    return NotImplementedByProvider(f"the aws provider's {hook} is not implemented yet")
-
-
 @hookimpl
-def scaler_launch(config: Config, resource: Resource, count: int, init_script: str, launch_token: str,
-                  spot: bool) -> list[Instance]:
-    raise _todo("launch")
+def scaler_launch(
+    config: Config, resource: Resource, count: int, init_script: str, launch_token: str, spot: bool
+) -> list[Instance]:
+    from scaler_aws.provider import launch
+
+    return launch(config, resource, count, init_script, launch_token, spot)
 
 
 @hookimpl
 def scaler_list_instances(config: Config) -> list[Instance]:
-    raise _todo("list")
+    from scaler_aws.provider import list_instances
+
+    return list_instances(config)
 
 
 @hookimpl
 def scaler_terminate(config: Config, instance_ids: list[str]) -> bool:
-    raise _todo("terminate")
+    from scaler_aws.provider import terminate
+
+    return terminate(config, instance_ids)
 
 
 @hookimpl
 def scaler_console_output(config: Config, instance_id: str) -> str:
-    raise _todo("console output")
+    from scaler_aws.provider import console_output
+
+    return console_output(config, instance_id)
+
+
+@hookimpl
+def scaler_check_cloud(config: Config) -> list[Problem]:
+    from scaler_aws.checks import check_cloud
+
+    return check_cloud(config)

@@ -5,9 +5,23 @@ from __future__ import annotations
 import re
 
 from scaler.schema import Field
+from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 
 REGION = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+"
 TAG_PAIR = re.compile(r"^[^=,]+=[^,]*$")
+#: tag keys the scaler itself writes; a user tag may not replace them (ownership depends on them)
+RESERVED_TAGS = (TAG_SCALER, TAG_RESOURCE, TAG_LAUNCH_TOKEN)
+
+
+def parse_tags(value: str) -> dict[str, str]:
+    """``{"team": "ml", "env": "prod"}`` from ``"team=ml,env=prod"`` (empty items skipped)."""
+    tags: dict[str, str] = {}
+    for pair in value.split(","):
+        if "=" in pair:
+            key, _, val = pair.partition("=")
+            if key.strip():
+                tags[key.strip()] = val.strip()
+    return tags
 
 
 def check_tags(value: str) -> str | None:
@@ -22,6 +36,8 @@ def check_tags(value: str) -> str | None:
         key = pair.split("=", 1)[0].strip()
         if key.lower().startswith("aws:"):
             return f"tag key {key!r} uses the reserved 'aws:' prefix"
+        if key in RESERVED_TAGS:
+            return f"tag key {key!r} is written by the scaler itself (it marks the instances it owns)"
     return None
 
 
@@ -66,6 +82,29 @@ AWS_SECTION = (
         pattern_hint="http(s)://host[:port]",
     ),
     Field("imdsv2_required", "bool", "Require IMDSv2 tokens on the machines (HttpTokens=required).", default=True),
+    Field(
+        "imds_hop_limit",
+        "int",
+        "IMDS PUT response hop limit (2 lets task containers reach the instance role).",
+        default=2,
+        min=1,
+        max=64,
+    ),
+    Field(
+        "request_timeout",
+        "duration",
+        "Read timeout of one EC2 API call, e.g. 20s (retries come on top).",
+        default=20.0,
+        min=1,
+    ),
+    Field(
+        "max_attempts",
+        "int",
+        "Attempts per EC2 API call, first one included (botocore standard retries).",
+        default=3,
+        min=1,
+        max=10,
+    ),
 )
 
 EBS_SECTION = (
@@ -176,5 +215,6 @@ VAULT_KEYS = {
     "use_iam_role": "aws.use_iam_role",
     "iam_instance_profile": "aws.iam_instance_profile",
     "iam_arn": "aws.iam_instance_profile",
+    "iam_name": "aws.iam_instance_profile",
     "custom_launch_spec": "aws.custom_launch_spec",
 }
