@@ -283,6 +283,42 @@ def demo(
     run_demo(make_host(), config, trace, json_output=fmt is Format.json, quiet=quiet)
 
 
+class SimPolicy(str, enum.Enum):
+    scaler = "scaler"
+    clearml = "clearml"
+
+
+@app.command()
+def simulate(
+    config: Annotated[Path, typer.Option(help="Config file (validated for the simulated provider).")],
+    trace: Annotated[Path, typer.Option(help="Trace file (JSON; see docs/simulate.md).")],
+    policy: Annotated[
+        SimPolicy, typer.Option(help="scaler: this project's loop; clearml: ClearML's own autoscaler.")
+    ] = SimPolicy.scaler,
+    seed: Annotated[
+        int | None, typer.Option(help="Vary the trace deterministically (arrivals, durations, boots).")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write pending tasks and fleet size over time to this PNG.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Report format.")] = Format.text,
+) -> None:
+    """Replay a trace on a virtual clock; report cost against a lower bound, waits, launches."""
+    from scaler import simulate as simulation
+
+    if plot is not None:
+        simulation.require_matplotlib()
+    host = make_host()
+    cfg, spec = simulation.load(host, config, trace)
+    report = simulation.simulate(cfg, host, spec, policy.value, seed)
+    if plot is not None:
+        simulation.plot([report], plot)
+    if fmt is Format.json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        typer.echo(simulation.render_text(report), nl=False)
+        if plot is not None:
+            typer.echo(f"plot: {plot}")
+
+
 def main() -> None:
     """Console entry point: run the app and turn any error into one line and an exit code."""
     try:
@@ -299,9 +335,10 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:  # click usage errors and anything unexpected
         # usage errors of (typer's vendored) click: show them the way click does
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+        code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "show") and isinstance(code, int):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(code)
         if type(exc).__name__ == "Abort":
             sys.exit(1)
         if os.environ.get("SCALER_DEBUG"):
