@@ -4,6 +4,7 @@ typed :class:`~scaler.config.model.Config`."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -221,9 +222,28 @@ def load_config(
         elif found.line is None and not found.path.startswith("vault"):
             found = Problem(found.path, found.message, found.severity, locate_line(text, found.path))
         result.problems.append(found)
+    # a value that came from the environment may be a secret placed in the wrong key: never echo it
+    hidden = _substituted_values(text, *(body for _, body in sources))
+    if hidden:
+        result.problems = [_redact(p, hidden) for p in result.problems]
     if not result.errors:
         result.config = build_config(raw, provider=provider or "", vault=vault, source=str(path))
     return result
+
+
+_SUBSTITUTION = re.compile(r"\$\{\??\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}")
+
+
+def _substituted_values(*texts: str) -> list[str]:
+    values = {os.environ.get(name, "") for text in texts for name in _SUBSTITUTION.findall(text)}
+    return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+
+def _redact(problem: Problem, values: list[str]) -> Problem:
+    message = problem.message
+    for value in values:
+        message = message.replace(value, Secret.MASK)
+    return problem if message == problem.message else Problem(problem.path, message, problem.severity, problem.line)
 
 
 def _combine(first: VaultMerge | None, then: VaultMerge | None) -> VaultMerge | None:

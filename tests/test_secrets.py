@@ -1,0 +1,169 @@
+"""Secret hygiene: distinctive secret values never appear in any output, log or file the
+scaler writes for humans, and the scaler's own cloud credentials never reach user data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.clearml_server import FakeClearML
+
+SECRETS = {
+    "SCALER_GIT_TOKEN": "ghp_GITSECRET7d1f0c9a",
+    "SCALER_AGENT_ACCESS_KEY": "AGENTACCESS5b2e",
+    "SCALER_AGENT_SECRET_KEY": "agent-secret-88e4a1",
+    "TEST_AWS_SECRET": "awsSECRETkey0f3b9e1c",
+}
+CLEARML_SECRET = "clearml-scaler-own-secret-4c1d"
+
+CONFIG = """
+scaler {
+  name = "secret-fleet"
+  workers_prefix = "sec"
+  polling_interval = 5s
+  git { user = "bot", password = ${?SCALER_GIT_TOKEN} }
+  agent_credentials { access_key = ${?SCALER_AGENT_ACCESS_KEY}, secret_key = ${?SCALER_AGENT_SECRET_KEY} }
+}
+aws { region = "us-east-1", access_key_id = "AKIATESTONLY", secret_access_key = ${?TEST_AWS_SECRET} }
+simulated { state_file = "%(state)s", boot_time = 0s }
+resources = [ { name = "cpu", queue = "cpu", max_instances = 2,
+                aws { instance_type = "t3.micro", ami_id = "ami-0123456789abcdef0" } } ]
+"""
+
+
+@pytest.fixture
+def clearml() -> Iterator[FakeClearML]:
+    server = FakeClearML(access_key="SCALEROWNACCESS", secret_key=CLEARML_SECRET).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def env(tmp_path: Path, clearml: FakeClearML) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "AWS_"))}
+    return {
+        **base,
+        **SECRETS,
+        **clearml.env(),
+        "HOME": str(tmp_path),
+        "CLEARML_CONFIG_FILE": str(tmp_path / "none.conf"),
+        "SCALER_LOAD_PLUGINS": "clearml-scaler-aws,clearml-scaler-gcp",
+    }
+
+
+def scaler(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "scaler.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    return result.stdout + result.stderr
+
+
+def assert_clean(text: str, where: str) -> None:
+    for value in [*SECRETS.values(), CLEARML_SECRET]:
+        assert value not in text, f"{where} shows a secret"
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "fleet.conf"
+    path.write_text(CONFIG % {"state": tmp_path / "sim.json"} + extra)
+    return path
+
+
+def test_run_with_debug_logs_shows_no_secret(tmp_path: Path, env: dict[str, str], clearml: FakeClearML) -> None:
+    clearml.enqueue("cpu")
+    path = write_config(tmp_path)
+    out = scaler(env, "run", "--provider", "simulated", "--config", str(path), "--once", "--log-level", "DEBUG")
+    assert "launch 1 x cpu" in out  # it really ran a tick and launched
+    assert_clean(out, "scaler run --log-level DEBUG")
+    assert_clean(
+        scaler(
+            env, "run", "--provider", "simulated", "--config", str(path), "--once", "--dry-run", "--log-format", "json"
+        ),
+        "scaler run --dry-run --log-format json",
+    )
+
+
+def test_validate_config_errors_show_no_secret(tmp_path: Path, env: dict[str, str]) -> None:
+    path = write_config(
+        tmp_path, "scaler.git.password_typo = ${?SCALER_GIT_TOKEN}\nscaler.orphans = ${?TEST_AWS_SECRET}\n"
+    )
+    out = scaler(env, "validate-config", str(path), "--provider", "aws", "--format", "json")
+    assert "unknown key 'password_typo'" in out
+    assert_clean(out, "validate-config errors")
+
+
+def test_render_init_script_masks_unless_asked(tmp_path: Path, env: dict[str, str]) -> None:
+    path = write_config(tmp_path)
+    masked = scaler(env, "render-init-script", "--config", str(path), "--provider", "aws", "--resource", "cpu")
+    assert "clearml-agent" in masked and "********" in masked
+    assert_clean(masked, "render-init-script")
+    shown = scaler(
+        env, "render-init-script", "--config", str(path), "--provider", "aws", "--resource", "cpu", "--show-secrets"
+    )
+    assert SECRETS["SCALER_GIT_TOKEN"] in shown and SECRETS["SCALER_AGENT_SECRET_KEY"] in shown
+    # the machine gets the agents' ClearML keys, never the scaler's own cloud credentials
+    assert SECRETS["TEST_AWS_SECRET"] not in shown and "AKIATESTONLY" not in shown
+    assert CLEARML_SECRET not in shown  # dedicated agent credentials replace the scaler's own
+
+
+def test_demo_and_providers_show_no_secret(env: dict[str, str]) -> None:
+    assert_clean(scaler(env, "demo", "--quiet"), "demo")
+    assert_clean(scaler(env, "providers"), "providers")
+
+
+def test_secret_repr_and_format_are_masked() -> None:
+    from scaler.types import Secret
+
+    secret = Secret(SECRETS["SCALER_GIT_TOKEN"])
+    assert_clean(f"{secret} {secret!r} {[secret]} {dict(a=secret)} {secret:>20}", "Secret formatting")
+    assert secret.reveal() == SECRETS["SCALER_GIT_TOKEN"]
+
+
+def test_user_data_sent_to_aws_holds_no_cloud_credentials(ec2_proxy: Any, aws_env: Any, tmp_path: Path) -> None:
+    import base64
+
+    from scaler.config.loader import load_config
+    from scaler.plugins import PluginHost
+    from scaler.render import render_init_script
+    from scaler.types import RenderContext, Secret, ServerInfo
+
+    for key, value in SECRETS.items():
+        os.environ[key] = value
+    try:
+        path = write_config(
+            tmp_path,
+            textwrap.dedent("""
+            aws { access_key_id = "testing", secret_access_key = "testing" }
+        """),
+        )
+        host = PluginHost()
+        config = load_config(path, host, provider="aws").config
+        assert config is not None
+        resource = config.resources[0]
+        script = render_init_script(
+            host,
+            config,
+            resource,
+            RenderContext(ServerInfo("http://api", access_key=Secret("A"), secret_key=Secret(CLEARML_SECRET))),
+        )
+        host.provider("aws").launch(config, resource, 1, script, "11111111-2222-3333-4444-555555555555", False)
+    finally:
+        for key in SECRETS:
+            os.environ.pop(key, None)
+    sent = [r for r in ec2_proxy.requests if r.get("Action") == "RunInstances"]
+    assert sent, "RunInstances reached the proxy"
+    user_data = base64.b64decode(sent[-1]["UserData"])
+    if user_data[:2] == b"\x1f\x8b":
+        import gzip
+
+        user_data = gzip.decompress(user_data)
+    text = user_data.decode()
+    assert "clearml-agent" in text
+    assert "testing" not in text.replace("testing-", "")  # the scaler's AWS keys stay out of user data
