@@ -138,8 +138,12 @@ class ClearMLSource:
             )
         return workers
 
-    def requeue(self, task_id: str, queue: str, reason: str) -> bool:
+    def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:
+        """True when re-enqueued, False when there is nothing to do (task finished, deleted,
+        queue unknown), None when the server could not be asked (the loop tries again)."""
         tasks = self._call("tasks.get_all", lambda c: c.tasks.get_all(id=[task_id], only_fields=["id", "status"]))
+        if tasks is None:
+            return None
         if not tasks:
             return False
         status = getattr(tasks[0], "status", "") or ""
@@ -154,11 +158,11 @@ class ClearMLSource:
         if status == "in_progress":
             done = self._call("tasks.stopped", lambda c: c.tasks.stopped(task=task_id, force=True, status_reason=note))
             if done is None:
-                return False
-        return (
-            self._call("tasks.enqueue", lambda c: c.tasks.enqueue(task=task_id, queue=queue_id, status_reason=note))
-            is not None
+                return None
+        enqueued = self._call(
+            "tasks.enqueue", lambda c: c.tasks.enqueue(task=task_id, queue=queue_id, status_reason=note)
         )
+        return True if enqueued is not None else None
 
     def server_info(self) -> ServerInfo:
         return server_info()

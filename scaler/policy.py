@@ -270,7 +270,8 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
             workers = fleet.workers_of.get(inst.id, [])
             age = now - inst.launched_at
             if not workers:
-                state.idle_since.pop(inst.id, None)
+                if obs.workers is not None:  # unread workers say nothing: keep the idle timer through an outage
+                    state.idle_since.pop(inst.id, None)
                 stats["booting"] += 1
                 # a machine that had a worker is measured from its last sighting, so a worker list that
                 # comes back short once does not take down long-running (busy) machines

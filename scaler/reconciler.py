@@ -25,11 +25,13 @@ from scaler.policy import (
     Observation,
     PolicyState,
     QueueObs,
+    Requeue,
     Terminate,
     WorkerObs,
     decide,
     record_launch_failure,
     record_launch_success,
+    worker_id,
 )
 from scaler.render import render_init_script
 from scaler.types import Instance, InstanceState, RenderContext, ServerInfo
@@ -52,8 +54,9 @@ class QueueSource(Protocol):
     def read_workers(self) -> list[WorkerObs] | None:
         """Workers only (re-read right before terminating idle machines)."""
 
-    def requeue(self, task_id: str, queue: str, reason: str) -> bool:
-        """Put an interrupted task back in ``queue`` if it is still marked running."""
+    def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:
+        """Put an interrupted task back in ``queue`` if it is still marked running: True when
+        done, False when there is nothing to do, None when it could not be done now (retried)."""
 
     def server_info(self) -> ServerInfo:
         """The server and credentials the agents will use."""
@@ -98,6 +101,9 @@ class Reconciler:
         self._scripts: dict[str, str] = {}
         self._context: RenderContext | None = None
         self.stop_event = threading.Event()
+        self._requeue_retry: dict[str, Requeue] = {}  # task id -> re-enqueue that could not be done yet
+        # called with each TickReport at the end of tick() (state file, metrics, ClearML task)
+        self.listeners: list[Callable[[TickReport], None]] = []
 
     # -- one tick ------------------------------------------------------------------------
 
@@ -112,6 +118,13 @@ class Reconciler:
         report.duration = time.perf_counter() - started
         self.history.append(report)
         del self.history[:-100]
+        for listener in list(self.listeners):
+            try:
+                listener(report)
+            except Exception as exc:  # a reporting failure must not stop the loop
+                log.warning(
+                    "tick listener %s failed: %s: %s", getattr(listener, "__name__", listener), type(exc).__name__, exc
+                )
         return report
 
     def _tick(self, report: TickReport) -> None:
@@ -128,35 +141,92 @@ class Reconciler:
         report.cloud_ok = instances is not None
         report.pending = {name: q.pending for name, q in (queues or {}).items()}
         obs = Observation(report.now, queues, workers, instances)
+        idle_before = dict(self.state.idle_since)
         decision = decide(config, obs, self.state)
         self.state = decision.state
         report.fleet = decision.fleet
         for notice in decision.notices:
             (log.warning if notice.level == "warning" else log.info)("%s", notice.message)
 
-        self._terminate(decision, report)
-        for item in decision.requeues:
+        self._terminate(decision, report, idle_before)
+        self._requeue(decision, workers, instances, report)
+        self._launch(decision, obs, report)
+
+    def _requeue(
+        self,
+        decision: Decision,
+        workers: list[WorkerObs] | None,
+        instances: list[Instance] | None,
+        report: TickReport,
+    ) -> None:
+        retry, self._requeue_retry = self._requeue_retry, {}
+        if workers is None or instances is None:  # cannot tell who runs what now: try again next tick
+            self._requeue_retry = retry
+            return
+        todo = list(decision.requeues)
+        todo += [item for task, item in retry.items() if all(r.task_id != task for r in todo)]
+        running_elsewhere = self._tasks_run_by_live_workers(workers, instances)
+        for item in todo:
+            if item.task_id in running_elsewhere:
+                # e.g. after a restart the dead worker is still listed with a task that a
+                # replacement machine already runs: stopping it would interrupt a healthy run
+                log.info(
+                    "task %s is not re-enqueued: its machine %s vanished, but a live worker runs it now",
+                    item.task_id,
+                    item.instance_id,
+                )
+                continue
             line = f"requeue task {item.task_id} to '{item.queue}': {item.reason}"
             report.actions.append(line)
             if self.dry_run:
                 log.info("[dry-run] would %s", line)
                 continue
-            if self.source.requeue(item.task_id, item.queue, item.reason):
+            done = self.source.requeue(item.task_id, item.queue, item.reason)
+            if done:
                 report.requeued += 1
                 log.warning("%s", line)
-        self._launch(decision, obs, report)
+            elif done is None:
+                # the server could not be asked: the next tick tries again
+                report.errors["requeue"] += 1
+                self._requeue_retry[item.task_id] = item
+                log.warning("could not %s; will retry next tick", line)
+
+    def _tasks_run_by_live_workers(self, workers: list[WorkerObs] | None, instances: list[Instance] | None) -> set[str]:
+        """Tasks run by a worker that is not a dead one of this fleet (a worker of a live own
+        instance, or any worker outside the fleet's prefix)."""
+        prefix = self.config.scaler.workers_prefix
+        live = {worker_id(prefix, inst.resource, inst.id) for inst in instances or () if inst.state.alive}
+        tasks = set()
+        for worker in workers or ():
+            if not worker.task:
+                continue
+            ours = worker.id.startswith(prefix + ":")
+            if not ours or worker.id in live or worker.id.rsplit(":", 1)[0] in live:
+                tasks.add(worker.task)
+        return tasks
 
     # -- terminate -------------------------------------------------------------------------
 
-    def _terminate(self, decision: Decision, report: TickReport) -> None:
+    def _keep_idle_timers(self, items: list[Terminate], idle_before: dict[str, float], now: float) -> None:
+        """The policy forgets the idle timer of an instance it decides to terminate; when the
+        termination does not happen (dry run, failed re-read, failed call) keep the timer so
+        the next tick decides the same instead of waiting a whole ``max_idle_time`` again."""
+        for item in items:
+            if item.kind == "idle" or item.instance_id in idle_before:
+                self.state.idle_since[item.instance_id] = idle_before.get(item.instance_id, now)
+
+    def _terminate(self, decision: Decision, report: TickReport, idle_before: dict[str, float]) -> None:
         todo = list(decision.terminations)
         if not todo:
             return
+        if self.dry_run:
+            self._keep_idle_timers(todo, idle_before, report.now)
         if any(t.worker_ids for t in todo) and not self.dry_run:
             # a worker may have taken a task since we read them: re-read once, spare those
             fresh = self.source.read_workers()
             if fresh is None:
                 log.warning("could not re-read workers before terminating: terminating nothing this tick")
+                self._keep_idle_timers(todo, idle_before, report.now)
                 return
             busy = {w.id for w in fresh if w.task}
             spared = [t for t in todo if set(t.worker_ids) & busy]
@@ -180,6 +250,7 @@ class Reconciler:
                 self.provider.terminate(self.config, [t.instance_id for t in items])
             except ProviderError as exc:
                 report.errors[exc.kind] += 1
+                self._keep_idle_timers(items, idle_before, report.now)
                 log.error(
                     "terminating %d instance(s) of %s failed (%s): %s; will retry next tick",
                     len(items),

@@ -153,7 +153,9 @@ class SimQueue:
             for w in self.workers.values()
         ]
 
-    def requeue(self, task_id: str, queue: str, reason: str) -> bool:
+    def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:
+        if self.down:
+            return None  # could not be asked: the loop tries again next tick
         task = self.tasks.get(task_id)
         if task is None or task.status != "in_progress":
             return False

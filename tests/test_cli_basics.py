@@ -52,5 +52,9 @@ def test_usage_errors_are_short_and_non_zero() -> None:
 def test_providers_table() -> None:
     result = scaler("providers")
     assert result.returncode == 0
-    for name, package in (("aws", "clearml-scaler-aws"), ("gcp", "clearml-scaler-gcp"), ("simulated", "clearml-scaler")):
+    for name, package in (
+        ("aws", "clearml-scaler-aws"),
+        ("gcp", "clearml-scaler-gcp"),
+        ("simulated", "clearml-scaler"),
+    ):
         assert name in result.stdout and package in result.stdout

@@ -213,14 +213,20 @@ def test_vault_settings_are_validated_like_the_config(tmp_path: Path) -> None:
 def test_server_vaults_merge_before_the_vault_file(tmp_path: Path, fake_clearml: Any) -> None:
     from scaler.clearml import ClearMLSource
 
-    fake_clearml.add_vault('auto_scaler.v1.aws { git_user = "server-bot", aws_region = "us-west-2", '
-                           'extra_vm_bash_script = "echo from-server" }', "team vault")
+    fake_clearml.add_vault(
+        'auto_scaler.v1.aws { git_user = "server-bot", aws_region = "us-west-2", '
+        'extra_vm_bash_script = "echo from-server" }',
+        "team vault",
+    )
     fake_clearml.add_vault('auto_scaler.v1.aws { aws_region = "never" }', "disabled", enabled=False)
     server = ClearMLSource(timeout=5).read_vaults()
     assert server is not None and [name for name, _ in server] == ["server vault team vault"]
     config = write(tmp_path, "c.conf", CONFIG % "")
-    local = write(tmp_path, "v.conf", 'auto_scaler.v1.aws { aws_region = "eu-central-1", '
-                                      'extra_vm_bash_script = "echo from-file" }')
+    local = write(
+        tmp_path,
+        "v.conf",
+        'auto_scaler.v1.aws { aws_region = "eu-central-1", extra_vm_bash_script = "echo from-file" }',
+    )
     result = load_config(config, PluginHost(), provider="aws", vault_path=local, server_vaults=server)
     assert result.ok, result.problems
     assert result.config is not None
@@ -237,8 +243,13 @@ def test_run_refuses_to_start_without_the_server_vault(tmp_path: Path, fake_clea
     config = write(tmp_path, "c.conf", 'resources = [ { name = "a", queue = "q", max_instances = 1 } ]')
     fake_clearml.fail_next("users.get_vaults", times=5, status=500)
     env = {**os.environ, **fake_clearml.env(), "HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "scaler.cli", "run", "--provider", "simulated", "--config",
-                             str(config), "--once"], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "scaler.cli", "run", "--provider", "simulated", "--config", str(config), "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "cannot read the ClearML server's vaults" in result.stderr and "--no-server-vault" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1000,8 +1000,16 @@ class FakeClearML:
     def add_vault(self, data: str, description: str = "", *, enabled: bool = True) -> None:
         """Store a config vault (HOCON text) for the user, as the web UI's settings page does."""
         with self._lock:
-            self._vaults.append({"id": _new_id(), "data": data, "description": description, "enabled": enabled,
-                                 "type": "config", "format": "hocon"})
+            self._vaults.append(
+                {
+                    "id": _new_id(),
+                    "data": data,
+                    "description": description,
+                    "enabled": enabled,
+                    "type": "config",
+                    "format": "hocon",
+                }
+            )
 
     def _ep_users__get_all(self, body: JSON, req: _Handler) -> JSON:
         return {"users": [dict(self.user, company=self.company["id"])]}
