@@ -69,6 +69,8 @@ class ClearMLSource:
         self.timeout = timeout
         self._client: Any = None
         self._queue_ids: dict[str, str] = {}
+        # lease entries (scaler-lease:*) seen by the latest workers read; None before any read
+        self.lease_entries: dict[str, Any] | None = None
 
     # The SDK reads host and keys when the session is created; one client per process.
     def client(self) -> Any:
@@ -120,11 +122,17 @@ class ClearMLSource:
         return out
 
     def read_workers(self) -> list[WorkerObs] | None:
+        self.lease_entries = None
         found = self._call("workers.get_all", lambda c: c.workers.get_all())
         if found is None:
             return None
         workers = []
+        leases: dict[str, Any] = {}
         for worker in found:
+            if str(worker.id).startswith("scaler-lease:"):
+                # a running scaler's lease (scaler.lease), not an agent: kept for the lease check
+                leases[str(worker.id)] = worker
+                continue
             task = getattr(worker, "task", None)
             queues = tuple(q.name for q in (getattr(worker, "queues", None) or []) if getattr(q, "name", None))
             workers.append(
@@ -136,6 +144,7 @@ class ClearMLSource:
                     last_activity=_timestamp(getattr(worker, "last_activity_time", None)),
                 )
             )
+        self.lease_entries = leases
         return workers
 
     def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:

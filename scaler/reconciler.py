@@ -38,6 +38,7 @@ from scaler.types import Instance, InstanceState, RenderContext, ServerInfo
 
 if TYPE_CHECKING:
     from scaler.config.model import Config
+    from scaler.lease import Lease
     from scaler.plugins import PluginHost, Provider
 
 log = logging.getLogger("scaler")
@@ -89,8 +90,10 @@ class Reconciler:
         *,
         clock: Callable[[], float] = time.time,
         dry_run: bool = False,
+        lease: Lease | None = None,
     ) -> None:
         self.config = config
+        self.lease = lease  # single-writer safety: act only while holding the fleet's lease
         self.host = host
         self.provider = provider
         self.source = source
@@ -101,6 +104,7 @@ class Reconciler:
         self._scripts: dict[str, str] = {}
         self._context: RenderContext | None = None
         self.stop_event = threading.Event()
+        self._lease_message = ""
         self._requeue_retry: dict[str, Requeue] = {}  # task id -> re-enqueue that could not be done yet
         # called with each TickReport at the end of tick() (state file, metrics, ClearML task)
         self.listeners: list[Callable[[TickReport], None]] = []
@@ -130,6 +134,15 @@ class Reconciler:
     def _tick(self, report: TickReport) -> None:
         config = self.config
         queues, workers = self.source.read(config.queues)
+        if self.lease is not None and not self.dry_run:
+            status = self.lease.acquire()
+            if not status.ok:
+                report.errors["lease"] += 1
+                if status.message != self._lease_message:
+                    log.error("not acting: %s", status.message)
+                self._lease_message = status.message
+                return
+            self._lease_message = ""
         instances: list[Instance] | None
         try:
             instances = self.provider.list_instances(config)
@@ -362,6 +375,8 @@ class Reconciler:
             if once:
                 break
             self.stop_event.wait(self.config.scaler.polling_interval)
+        if self.lease is not None:
+            self.lease.release()  # the next scaler may take over at once
         log.info("scaler stopped; the fleet is left as it is")
 
     def _install_signal_handlers(self) -> None:

@@ -1,0 +1,117 @@
+"""Single-writer safety: two scalers with the same name never act at once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scaler import simulated
+from scaler.clearml import ClearMLSource
+from scaler.config.loader import build_config
+from scaler.lease import Lease
+from scaler.plugins import PluginHost
+from scaler.reconciler import Reconciler
+
+RAW = {
+    "scaler": {"name": "leased", "workers_prefix": "ls", "polling_interval": "5s"},
+    "resources": [{"name": "cpu", "queue": "cpu", "max_instances": 3}],
+}
+
+
+@pytest.fixture
+def cloud() -> Iterator[simulated.SimulatedCloud]:
+    sim = simulated.SimulatedCloud()
+    simulated.use_cloud(sim)
+    yield sim
+    simulated.use_cloud(None)
+
+
+def scaler_process(name: str = "leased") -> Reconciler:
+    config = build_config({**RAW, "scaler": {**RAW["scaler"], "name": name}}, provider="simulated")
+    host = PluginHost()
+    source = ClearMLSource(timeout=5)
+    return Reconciler(config, host, host.provider("simulated"), source, lease=Lease(source, name, ttl=15))
+
+
+def test_second_scaler_refuses_until_the_first_releases(
+    fake_clearml: Any, cloud: simulated.SimulatedCloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = scaler_process(), scaler_process()
+    fake_clearml.enqueue("cpu")
+    assert sum(first.tick().launched.values()) == 1
+    fake_clearml.enqueue("cpu")
+    with caplog.at_level(logging.ERROR, logger="scaler"):
+        report = second.tick()
+        second.tick()
+    assert report.errors["lease"] == 1 and not report.launched and not report.actions
+    messages = [r.getMessage() for r in caplog.records if "another scaler" in r.getMessage()]
+    assert len(messages) == 1, "said once, not every tick"
+    assert "another scaler named 'leased' is running" in messages[0] and str(os.getpid()) in messages[0]
+    assert len(cloud.alive()) == 1
+    first.lease.release()  # type: ignore[union-attr]  # a clean stop hands over at once
+    assert sum(second.tick().launched.values()) == 1
+    assert first.tick().errors["lease"] == 1  # and the first does not come back while the second holds it
+
+
+def test_a_dead_holders_lease_expires(fake_clearml: Any, cloud: simulated.SimulatedCloud) -> None:
+    dead, successor = scaler_process(), scaler_process()
+    assert dead.tick().errors["lease"] == 0  # holds the lease, then dies without releasing it
+    assert successor.tick().errors["lease"] == 1
+    fake_clearml.advance_clock(16)  # the lease's ttl (15 s) passes without a renewal
+    assert successor.tick().errors["lease"] == 0
+
+
+def test_other_fleet_names_do_not_conflict(fake_clearml: Any, cloud: simulated.SimulatedCloud) -> None:
+    assert scaler_process("fleet-a").tick().errors["lease"] == 0
+    assert scaler_process("fleet-b").tick().errors["lease"] == 0
+
+
+def test_lease_costs_one_write_per_tick_in_steady_state(fake_clearml: Any, cloud: simulated.SimulatedCloud) -> None:
+    loop = scaler_process()
+    loop.tick()
+    fake_clearml.clear_calls()
+    loop.tick()
+    endpoints = [endpoint for endpoint, _ in fake_clearml.calls]
+    assert endpoints.count("workers.get_all") == 1 and endpoints.count("queues.get_all") == 1
+    assert endpoints.count("workers.register") == 1
+
+
+def test_a_second_scaler_process_says_so_and_launches_nothing(fake_clearml: Any, tmp_path: Path) -> None:
+    holder = Lease(ClearMLSource(timeout=5), "leased", ttl=60)
+    assert holder.acquire().ok
+    fake_clearml.enqueue("cpu")
+    state = tmp_path / "sim.json"
+    config = tmp_path / "c.conf"
+    config.write_text(
+        f'scaler {{ name = "leased" }}\nsimulated {{ state_file = "{state}" }}\n'
+        'resources = [ { name = "cpu", queue = "cpu", max_instances = 2 } ]\n'
+    )
+    env = {**os.environ, **fake_clearml.env(), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scaler.cli",
+            "run",
+            "--provider",
+            "simulated",
+            "--config",
+            str(config),
+            "--once",
+            "--no-server-vault",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "not acting: another scaler named 'leased' is running" in result.stderr
+    assert not state.exists() or '"instances": []' in state.read_text()
