@@ -347,7 +347,9 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                     )
                 continue
             idle_for = now - since
-            if idle_for >= settings.max_idle_time and not waiting:
+            if waiting:
+                continue
+            if idle_for >= settings.max_idle_time:
                 out.terminations.append(
                     Terminate(
                         inst.id,
@@ -355,6 +357,19 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                         "idle",
                         f"worker idle for {format_duration(round(idle_for))} "
                         f"(max_idle_time {format_duration(settings.max_idle_time)})",
+                        ids,
+                    )
+                )
+            elif idle_for >= max(2 * settings.polling_interval, 60.0) and (
+                cheaper := _cheaper_home(config, resource, inst, state, fleet, now)
+            ):
+                out.terminations.append(
+                    Terminate(
+                        inst.id,
+                        resource_name,
+                        "idle",
+                        f"idle for {format_duration(round(idle_for))} and {cheaper}: the next task gets the "
+                        "cheaper machine (consolidation)",
                         ids,
                     )
                 )
@@ -403,6 +418,34 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
     # -- launches ----------------------------------------------------------------------
     _plan_launches(config, obs, fleet, state, out, pending, booting, idle_on_queue, configured)
     return out
+
+
+def _spot_healthy(resource: Resource, state: PolicyState, now: float) -> bool:
+    return state.blackout_until.get(resource.name, 0) <= now and resource.name not in state.spot_failing_since
+
+
+def _cheaper_home(
+    config: Config, resource: Resource, inst: Instance, state: PolicyState, fleet: _Fleet, now: float
+) -> str:
+    """Why an idle machine should go before ``max_idle_time``, or "" when it should not.
+
+    Machines bought in a pinch (on-demand during a spot outage, a dearer spill-over resource)
+    otherwise keep serving a queue with a steady trickle of tasks at the higher price for as long
+    as the trickle lasts, because they never idle for a whole ``max_idle_time``."""
+    if resource.spot and not inst.spot and _spot_healthy(resource, state, now):
+        return "spot works again for its resource"
+    if resource.price_per_hour <= 0:
+        return ""
+    for other in config.resources_for_queue(resource.queue):
+        if (
+            other.name != resource.name
+            and 0 < other.price_per_hour < resource.price_per_hour
+            and fleet.count(other.name) < other.max_instances
+            and state.capacity_blocked_until.get(other.name, 0) <= now
+            and (not other.spot or _spot_healthy(other, state, now))
+        ):
+            return f"cheaper '{other.name}' has room"
+    return ""
 
 
 def _confirm_launches(state: PolicyState, instances: Iterable[Instance]) -> None:

@@ -537,6 +537,36 @@ TERMINATION = [
         C(R("a")),
         [Tick(100, None, [M("a1", state="stopped")], None, notices=["warning:clearml_unreadable"])],
     ),
+    (
+        "consolidation: an idle machine of a dearer spill-over resource goes early while the cheaper one has room",
+        C(R("cheap", price_per_hour=0.4, max_instances=2), R("dear", price_per_hour=1.0)),
+        [
+            Tick(100, {"q": 0}, [M("d1", "dear"), M("c1", "cheap")], [W("dear", "d1"), W("cheap", "c1", "t1")]),
+            Tick(130, {"q": 0}, [M("d1", "dear"), M("c1", "cheap")], [W("dear", "d1"), W("cheap", "c1", "t1")]),
+            Tick(
+                160,
+                {"q": 0},
+                [M("d1", "dear"), M("c1", "cheap")],
+                [W("dear", "d1"), W("cheap", "c1", "t1")],
+                terms=[("d1", "idle")],
+            ),
+        ],
+    ),
+    (
+        "no consolidation when the cheaper resource is full: the dearer machine waits for max_idle_time",
+        C(R("cheap", price_per_hour=0.4, max_instances=1), R("dear", price_per_hour=1.0)),
+        [
+            Tick(100, {"q": 0}, [M("d1", "dear"), M("c1", "cheap")], [W("dear", "d1"), W("cheap", "c1", "t1")]),
+            Tick(400, {"q": 0}, [M("d1", "dear"), M("c1", "cheap")], [W("dear", "d1"), W("cheap", "c1", "t1")]),
+            Tick(
+                700,
+                {"q": 0},
+                [M("d1", "dear"), M("c1", "cheap")],
+                [W("dear", "d1"), W("cheap", "c1", "t1")],
+                terms=[("d1", "idle")],
+            ),
+        ],
+    ),
 ]
 
 
@@ -668,6 +698,25 @@ SPOT = [
                 launches=[("a", 1, "on-demand")],
                 notices=["warning:spot_rollback"],
             ),
+        ],
+    ),
+    (
+        "an on-demand fallback machine goes once idle after the blackout, not after max_idle_time",
+        C(SPOT_A),
+        [
+            Tick(100, {"q": 1}, launches=[("a", 1, "spot")], then=fail("capacity")),
+            Tick(
+                500,
+                {"q": 1},
+                launches=[("a", 1, "on-demand")],
+                notices=["warning:spot_rollback"],
+                then=succeed(),
+            ),
+            Tick(600, {"q": 0}, [M("od1", at=500)], [W("a", "od1")]),  # idle, still in blackout: kept
+            Tick(700, {"q": 0}, [M("od1", at=500)], [W("a", "od1")]),
+            Tick(2400, {"q": 0}, [M("od1", at=500)], [W("a", "od1", "t9")]),  # busy after the blackout
+            Tick(2430, {"q": 0}, [M("od1", at=500)], [W("a", "od1")]),
+            Tick(2500, {"q": 0}, [M("od1", at=500)], [W("a", "od1")], terms=[("od1", "idle")]),
         ],
     ),
 ]
