@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from scaler import simulated
+from scaler.builtin import CORE_VAULT_KEYS
 from scaler.config.schema import RESOURCE_FIELDS, SCALER_SECTION
 from scaler.schema import Field, format_duration
 from scaler_aws.schema import AWS_RESOURCE_SECTION, AWS_SECTION
 from scaler_aws.schema import VAULT_KEYS as AWS_VAULT
 from scaler_gcp.schema import GCP_RESOURCE_SECTION, GCP_SECTION
 from scaler_gcp.schema import VAULT_KEYS as GCP_VAULT
-
-from scaler.builtin import CORE_VAULT_KEYS
 
 OUT = Path(__file__).with_name("configuration.md")
 

@@ -8,12 +8,12 @@ import gzip
 from typing import Any
 
 import pytest
-from scaler_aws.client import ec2_client
-from scaler_aws.provider import aws_settings
 
 from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
 from scaler.plugins import PluginHost, Provider
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, InstanceState
+from scaler_aws.client import ec2_client
+from scaler_aws.provider import aws_settings
 from tests.fakes.ec2 import EC2Proxy, MotoServer, create_instances_direct
 from tests.test_aws_support import (
     SCALER,

@@ -40,7 +40,6 @@ class TestAwsProvider(ProviderConformance):
     @pytest.fixture
     def conformance_config(self, ec2_proxy: Any, aws_env: Any) -> Iterator[Config]:
         from scaler_aws.client import clear_clients
-
         from tests.fakes.ec2 import DUMMY_AMI
 
         clear_clients()  # a cached client would point at another test's endpoint

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from scaler_gcp import clients, provider
 
 from scaler.clearml import ClearMLSource
 from scaler.config.loader import load_config
 from scaler.plugins import PluginHost
 from scaler.reconciler import Reconciler
 from scaler.types import TAG_RESOURCE, TAG_SCALER
+from scaler_gcp import clients, provider
 
 if TYPE_CHECKING:
     from tests.fakes.clearml_server import FakeClearML

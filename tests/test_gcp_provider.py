@@ -12,14 +12,14 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from scaler_gcp import clients, provider
-from scaler_gcp.naming import NAME_RE, image_ref, instance_name, label_value, request_id
 
 from scaler.config.loader import build_config
 from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
 from scaler.plugins import PluginHost, Provider
 from scaler.testing import ProviderConformance, config_for
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, InstanceState
+from scaler_gcp import clients, provider
+from scaler_gcp.naming import NAME_RE, image_ref, instance_name, label_value, request_id
 
 if TYPE_CHECKING:
     from scaler.config.model import Config
