@@ -4,6 +4,7 @@ plugins, and dispatches provider hooks to exactly the chosen provider."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -189,7 +190,9 @@ class Provider:
         except ProviderError:
             raise
         except Exception as exc:
-            # a plugin bug: keep the loop alive, report with context
+            # a plugin bug: keep the loop alive, report with context; the traceback is for
+            # whoever debugs the plugin (--log-level DEBUG)
+            logging.getLogger("scaler").debug("provider '%s' raised in %s", self.name, hook, exc_info=True)
             raise ProviderError(
                 f"provider '{self.name}' failed in {hook}: {type(exc).__name__}: {exc}", code=type(exc).__name__
             ) from exc

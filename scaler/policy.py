@@ -125,6 +125,9 @@ class PolicyState:
     worker_seen: dict[str, float] = field(default_factory=dict)  # instance id -> last seen with a worker
     tick_at: float = -1.0  # `now` of the tick that `tick_launched` counts
     tick_launched: dict[str, int] = field(default_factory=dict)  # resource -> launched in that tick
+    # instance id -> its launch time on the scaler's clock: the cloud's LaunchTime when first seen,
+    # moved with every wall-clock jump since (so a jump does not age a booting machine into "stuck")
+    launched_seen: dict[str, float] = field(default_factory=dict)
 
     def copy(self) -> PolicyState:
         return PolicyState(
@@ -141,7 +144,31 @@ class PolicyState:
             dict(self.worker_seen),
             self.tick_at,
             dict(self.tick_launched),
+            dict(self.launched_seen),
         )
+
+    def shifted(self, delta: float) -> PolicyState:
+        """A copy with every timestamp moved by ``delta`` seconds.
+
+        The reconciler calls it when the wall clock jumped (NTP step, VM resume, an operator
+        setting the date): the timers then keep the durations they had measured, so a jump
+        neither expires idle timers nor blocks a resource for hours.
+        """
+        out = self.copy()
+        for timers in (
+            out.idle_since,
+            out.spot_failing_since,
+            out.spot_failed_at,
+            out.blackout_until,
+            out.capacity_blocked_until,
+            out.worker_seen,
+            out.launched_seen,
+        ):
+            for key in timers:
+                timers[key] += delta
+        if out.tick_at >= 0:
+            out.tick_at += delta
+        return out
 
 
 @dataclass
@@ -268,7 +295,8 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
         for inst in instances:
             stats["alive"] += 1
             workers = fleet.workers_of.get(inst.id, [])
-            age = now - inst.launched_at
+            launched = state.launched_seen.setdefault(inst.id, inst.launched_at)
+            age = now - launched
             if not workers:
                 if obs.workers is not None:  # unread workers say nothing: keep the idle timer through an outage
                     state.idle_since.pop(inst.id, None)
@@ -276,7 +304,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                 # a machine that had a worker is measured from its last sighting, so a worker list that
                 # comes back short once does not take down long-running (busy) machines
                 seen = state.worker_seen.get(inst.id)
-                quiet = age if seen is None else now - max(seen, inst.launched_at)
+                quiet = age if seen is None else now - max(seen, launched)
                 unfulfilled = (
                     resource is not None
                     and inst.spot
@@ -405,9 +433,12 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                 config.resource(inst.resource) is None and settings.orphans == "keep"
             ):
                 out.terminations.append(
-                    Terminate(inst.id, inst.resource, "stopped",
-                              "the machine is stopped (its agent exited and it shut down); deleting it so it "
-                              "stops billing")
+                    Terminate(
+                        inst.id,
+                        inst.resource,
+                        "stopped",
+                        "the machine is stopped (its agent exited and it shut down); deleting it so it stops billing",
+                    )
                 )
     for item in out.terminations:
         state.idle_since.pop(item.instance_id, None)
@@ -457,7 +488,7 @@ def _confirm_launches(state: PolicyState, instances: Iterable[Instance]) -> None
 
 def _forget_gone(state: PolicyState, instances: Iterable[Instance]) -> None:
     alive = {inst.id for inst in instances if inst.state.alive}
-    for timers in (state.idle_since, state.worker_seen):
+    for timers in (state.idle_since, state.worker_seen, state.launched_seen):
         for inst_id in list(timers):
             if inst_id not in alive:
                 del timers[inst_id]

@@ -34,6 +34,7 @@ from scaler.policy import (
     worker_id,
 )
 from scaler.render import render_init_script
+from scaler.schema import format_duration
 from scaler.types import Instance, InstanceState, RenderContext, ServerInfo
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("scaler")
 
 CONSOLE_TAIL = 4000  # characters of a stuck machine's console kept in the log
+# wall time and monotonic time may drift apart by this much between two ticks (NTP slews
+# slowly) before it counts as a clock jump
+CLOCK_JUMP_TOLERANCE = 30.0
 
 
 class QueueSource(Protocol):
@@ -89,6 +93,7 @@ class Reconciler:
         source: QueueSource,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
         dry_run: bool = False,
         lease: Lease | None = None,
     ) -> None:
@@ -98,6 +103,10 @@ class Reconciler:
         self.provider = provider
         self.source = source
         self.clock = clock
+        # measures real elapsed time to tell a wall-clock jump from time passing; an injected
+        # (virtual) clock is its own monotonic clock unless the caller models jumps
+        self.monotonic = monotonic or (time.monotonic if clock is time.time else clock)
+        self._last_clocks: tuple[float, float] | None = None
         self.dry_run = dry_run
         self.state = PolicyState()
         self.history: list[TickReport] = []
@@ -114,6 +123,7 @@ class Reconciler:
     def tick(self) -> TickReport:
         started = time.perf_counter()
         report = TickReport(now=self.clock())
+        self._follow_clock_jump(report.now)
         try:
             self._tick(report)
         except Exception as exc:  # keep the loop alive whatever happens; say where it happened
@@ -131,9 +141,26 @@ class Reconciler:
                 )
         return report
 
+    def _follow_clock_jump(self, now: float) -> None:
+        """Move the policy's timers with a wall-clock jump, so they keep measuring real time."""
+        mono = self.monotonic()
+        last, self._last_clocks = self._last_clocks, (now, mono)
+        if last is None:
+            return
+        jump = (now - last[0]) - (mono - last[1])
+        if abs(jump) < CLOCK_JUMP_TOLERANCE:
+            return
+        log.warning(
+            "the wall clock jumped %s%s; idle, stuck and back-off timers keep the time they had measured",
+            "forward " if jump > 0 else "back ",
+            format_duration(round(abs(jump))),
+        )
+        self.state = self.state.shifted(jump)
+
     def _tick(self, report: TickReport) -> None:
         config = self.config
         queues, workers = self.source.read(config.queues)
+        report.clearml_ok = queues is not None and workers is not None
         if self.lease is not None and not self.dry_run:
             status = self.lease.acquire()
             if not status.ok:
@@ -141,6 +168,7 @@ class Reconciler:
                 if status.message != self._lease_message:
                     log.error("not acting: %s", status.message)
                 self._lease_message = status.message
+                report.cloud_ok = False  # not listed: the tick stopped here
                 return
             self._lease_message = ""
         instances: list[Instance] | None
@@ -298,7 +326,7 @@ class Reconciler:
     def _launch(self, decision: Decision, obs: Observation, report: TickReport) -> None:
         launches = decision.launches
         instances = list(obs.instances or [])
-        # capacity errors re-plan within the tick so demand spills to the next resource now
+        # capacity and quota errors re-plan within the tick so demand spills to the next resource now
         for _round in range(len(self.config.resources) + 1):
             spill = False
             for launch in launches:
@@ -316,7 +344,7 @@ class Reconciler:
                 return
 
     def _launch_one(self, launch: Launch, report: TickReport) -> list[Instance] | None:
-        """Launch; the instances created, or ``None`` when capacity failed (re-plan)."""
+        """Launch; the instances created, or ``None`` when capacity or quota failed (re-plan)."""
         line = f"launch {launch.count} x {launch.resource} ({'spot' if launch.spot else 'on-demand'}): {launch.reason}"
         report.actions.append(line)
         if self.dry_run:
@@ -351,8 +379,12 @@ class Reconciler:
             report.errors[exc.kind] += 1
             record_launch_failure(self.state, launch, exc.kind, report.now, self.config)
             log.error("launch of %s failed (%s): %s", launch.resource, exc.kind, exc)
-            return []
+            # a quota is per instance family/region: the next resource may still fit, so
+            # re-plan now (record_launch_failure blocked this one); an auth error is account-wide
+            return None if exc.kind == "quota" else []
         record_launch_success(self.state, launch)
+        for inst in created:  # launched now on the scaler's own clock, whatever the cloud's says
+            self.state.launched_seen.setdefault(inst.id, report.now)
         report.launched[launch.resource] += len(created)
         # seen as booting by a re-plan in this tick
         return [i if i.state.alive else replace(i, state=InstanceState.PENDING) for i in created]

@@ -1063,3 +1063,22 @@ def test_invariants(world: tuple[Config, Observation, PolicyState]) -> None:
     # a task is re-enqueued at most once per decision, never the foreign one
     tasks = [r.task_id for r in decision.requeues]
     assert len(tasks) == len(set(tasks)) and "t-foreign" not in tasks
+
+
+def test_shifted_state_keeps_every_measured_duration() -> None:
+    """After a wall-clock jump the reconciler shifts the state: timers keep what they measured."""
+    state = PolicyState(
+        idle_since={"i-1": 100.0},
+        spot_failing_since={"gpu": 50.0},
+        spot_failed_at={"gpu": 90.0},
+        blackout_until={"gpu": 400.0},
+        capacity_blocked_until={"cpu": 160.0},
+        worker_seen={"i-1": 95.0},
+        launched_seen={"i-1": 10.0},
+        tick_at=100.0,
+    )
+    moved = state.shifted(-3600.0)
+    assert moved.idle_since == {"i-1": 100.0 - 3600} and moved.launched_seen == {"i-1": 10.0 - 3600}
+    assert moved.blackout_until["gpu"] - moved.spot_failed_at["gpu"] == 310.0
+    assert moved.capacity_blocked_until == {"cpu": 160.0 - 3600} and moved.tick_at == 100.0 - 3600
+    assert state.idle_since == {"i-1": 100.0}  # the original is untouched
