@@ -190,5 +190,8 @@ class ClearMLSource:
         vaults = self._call("users.get_vaults", fetch)
         if vaults is None:
             return None
-        return [(f"server vault {v.get('description') or v.get('id') or i}", str(v.get("data") or ""))
-                for i, v in enumerate(vaults) if isinstance(v, dict) and v.get("data")]
+        return [
+            (f"server vault {v.get('description') or v.get('id') or i}", str(v.get("data") or ""))
+            for i, v in enumerate(vaults)
+            if isinstance(v, dict) and v.get("data")
+        ]

@@ -91,8 +91,9 @@ class ProviderConformance:
         provider.terminate(config, ids)  # already terminating/gone: success
         assert not (set(ids) & self._alive_ids(provider, config))
 
-    def test_list_ignores_foreign_instances(self, provider: Provider, conformance_config: Config,
-                                            foreign_instance: str | None) -> None:
+    def test_list_ignores_foreign_instances(
+        self, provider: Provider, conformance_config: Config, foreign_instance: str | None
+    ) -> None:
         if foreign_instance is None:
             pytest.skip("the backend fixture gives no foreign instance")
         listed = {i.id for i in provider.list_instances(conformance_config)}
@@ -108,13 +109,16 @@ class ProviderConformance:
         provider.terminate(config, [i.id for i in created])
 
 
-def config_for(provider: str, resource: dict[str, Any], top: dict[str, Any] | None = None,
-               name: str = "conformance") -> Config:
+def config_for(
+    provider: str, resource: dict[str, Any], top: dict[str, Any] | None = None, name: str = "conformance"
+) -> Config:
     """A one-resource config for a conformance run."""
     from scaler.config.loader import build_config
 
-    raw: dict[str, Any] = {"scaler": {"name": name, "workers_prefix": "conf"},
-                           "resources": [{"name": "res-a", "queue": "q", "max_instances": 5, provider: resource}]}
+    raw: dict[str, Any] = {
+        "scaler": {"name": name, "workers_prefix": "conf"},
+        "resources": [{"name": "res-a", "queue": "q", "max_instances": 5, provider: resource}],
+    }
     if top is not None:
         raw[provider] = top
     return build_config(raw, provider=provider)

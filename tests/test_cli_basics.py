@@ -45,7 +45,7 @@ def test_help_and_plugin_discovery_import_no_cloud_sdk() -> None:
 def test_usage_errors_are_short_and_non_zero() -> None:
     result = scaler("run", "--provider", "aws")
     assert result.returncode == 2
-    assert "Missing option '--config'" in result.stderr
+    assert "missing option '--config'" in result.stderr.lower()
     assert "Traceback" not in result.stderr + result.stdout
 
 

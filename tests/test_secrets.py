@@ -90,6 +90,37 @@ def test_run_with_debug_logs_shows_no_secret(tmp_path: Path, env: dict[str, str]
     )
 
 
+def test_status_export_and_state_file_show_no_secret(
+    tmp_path: Path, env: dict[str, str], clearml: FakeClearML
+) -> None:
+    clearml.enqueue("cpu")
+    path = write_config(tmp_path)
+    state = tmp_path / "state.json"
+    out = scaler(env, "run", "--provider", "simulated", "--config", str(path), "--once", "--state-file", str(state))
+    assert "launch 1 x cpu" in out
+    assert_clean(state.read_text(), "the state file")
+    for fmt in ("text", "json"):
+        shown = scaler(
+            env, "status", "--provider", "simulated", "--config", str(path), "--state-file", str(state), "--format", fmt
+        )
+        assert "launch 1 x cpu" in shown  # the last action, read from the state file
+        assert_clean(shown, f"scaler status --format {fmt}")
+    exported = tmp_path / "fleet.json"
+    assert_clean(scaler(env, "export", str(path), "-o", str(exported)), "scaler export")
+    assert "secret_access_key" in exported.read_text()  # the key is exported, its value masked
+    assert_clean(exported.read_text(), "the exported file")
+
+
+def test_crash_traceback_in_debug_logs_shows_no_secret(tmp_path: Path, env: dict[str, str]) -> None:
+    """A bug inside a tick is logged with its traceback; the secrets of the config are not in it."""
+    path = write_config(tmp_path)
+    (tmp_path / "sim.json").write_text("{ not json")  # the simulated cloud's state file is corrupt
+    out = scaler(env, "run", "--provider", "simulated", "--config", str(path), "--once", "--log-level", "DEBUG")
+    assert "Traceback" in out and "JSONDecodeError" in out  # the plugin's traceback, for whoever debugs it
+    assert "scaler stopped; the fleet is left as it is" in out  # and the loop went on to a clean stop
+    assert_clean(out, "a failing tick's debug log")
+
+
 def test_validate_config_errors_show_no_secret(tmp_path: Path, env: dict[str, str]) -> None:
     path = write_config(
         tmp_path, "scaler.git.password_typo = ${?SCALER_GIT_TOKEN}\nscaler.orphans = ${?TEST_AWS_SECRET}\n"

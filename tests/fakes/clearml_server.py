@@ -25,8 +25,8 @@ Behaviour that is modelled (the rest is recorded and answered with an empty-ish 
   ``move_task_to_front``/``move_task_to_back``.
 * tasks: ``create``, ``edit``, ``update``, ``get_all``, ``get_by_id``, ``enqueue``, ``dequeue``,
   ``started``, ``stopped``, ``stop``, ``failed``, ``completed``, ``reset``, ``close``,
-  ``publish``, ``ping``, ``edit_hyper_params``, ``edit_configuration``.  Status changes follow
-  the real server's state machine (``apiserver/bll/task/utils.py``); in particular **enqueue of an
+  ``publish``, ``ping``, ``edit_hyper_params``, ``get_hyper_params``, ``edit_configuration``.
+  Status changes follow the real server's state machine (``apiserver/bll/task/utils.py``); in particular **enqueue of an
   ``in_progress`` task is rejected (400/110) unless ``force=true`` is sent** (the SDK's v2.23
   ``EnqueueRequest`` has no ``force`` parameter: pass ``_allow_extra_fields_=True, force=True``,
   or call ``tasks.stopped`` first - ``stopped``/``failed`` -> ``queued`` is allowed).  A task
@@ -1436,6 +1436,16 @@ class FakeClearML:
                 params.setdefault(str(item.get("section", "General")), {})[str(item.get("name"))] = copy.deepcopy(item)
         return {"updated": 1}
 
+    def _ep_tasks__get_hyper_params(self, body: JSON, req: _Handler) -> JSON:
+        params = []
+        for task_id in _as_list(body.get("tasks")):
+            task = self._get_task(task_id)
+            items = [
+                copy.deepcopy(item) for section in (task.get("hyperparams") or {}).values() for item in section.values()
+            ]
+            params.append({"task": task["id"], "hyperparams": items})
+        return {"params": params}
+
     def _ep_tasks__edit_configuration(self, body: JSON, req: _Handler) -> JSON:
         task = self._get_task(body.get("task"))
         config = task.setdefault("configuration", {})
@@ -1494,6 +1504,14 @@ def use_fake_clearml(fake: FakeClearML, monkeypatch: Any, home: Path, *, disable
     monkeypatch.setenv("CLEARML_CONFIG_FILE", str(conf))
     for name, value in fake.env().items():
         monkeypatch.setenv(name, value)
+    try:
+        from clearml.backend_interface.base import InterfaceBase
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        # Task/Model objects share one class-level session, bound to the host it first saw;
+        # a test's new server needs a new one (a stale one retries a dead port for hours)
+        monkeypatch.setattr(InterfaceBase, "_default_session", None)
     if disable_update_check:
         try:
             from clearml.utilities.check_updates import CheckPackageUpdates

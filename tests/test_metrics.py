@@ -1,0 +1,203 @@
+"""Prometheus metrics: scraped over HTTP after a few ticks of the real loop (fake ClearML
+server, simulated cloud on a virtual clock), and ``scaler run --metrics-port`` serving them."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scaler import simulated
+from scaler.clearml import ClearMLSource
+from scaler.config.loader import build_config
+from scaler.errors import QuotaError
+from scaler.metrics import Metrics
+from scaler.plugins import PluginHost
+from scaler.reconciler import Reconciler
+from scaler.simulated import SimulatedCloud
+from tests.fakes.clearml_server import FakeClearML
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "m"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def scrape(port: int) -> dict[str, float]:
+    """``{'name{label="v"}': value}`` of every sample on /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+@pytest.fixture
+def cloud() -> Iterator[tuple[SimulatedCloud, Clock]]:
+    clock = Clock()
+    sim = SimulatedCloud(clock=clock, boot_time=60)
+    simulated.use_cloud(sim)
+    try:
+        yield sim, clock
+    finally:
+        simulated.use_cloud(None)
+
+
+def test_metrics_after_a_few_ticks(fake_clearml: FakeClearML, cloud: tuple[SimulatedCloud, Clock]) -> None:
+    sim, clock = cloud
+    fake = fake_clearml
+    config = build_config(
+        {
+            "scaler": {"name": "metrics-fleet", "workers_prefix": PREFIX, "max_idle_time": "120s"},
+            "resources": [
+                {"name": "cpu", "queue": "cpu", "max_instances": 2},
+                {"name": "gpu", "queue": "gpu", "max_instances": 1},
+            ],
+        },
+        provider="simulated",
+    )
+    host = PluginHost()
+    rec = Reconciler(config, host, host.provider("simulated"), ClearMLSource(timeout=3.0), clock=clock)
+    metrics = Metrics(config)
+    port = metrics.serve(0, "127.0.0.1")
+    rec.listeners.append(metrics)
+    try:
+        first = scrape(port)  # every series exists before the first tick
+        assert first['scaler_fleet_instances{resource="gpu",state="idle"}'] == 0
+        assert first['scaler_terminations_total{reason="idle"}'] == 0
+        assert first['scaler_max_instances{resource="cpu"}'] == 2
+
+        for queue in ("cpu", "cpu", "cpu", "gpu"):
+            fake.enqueue(queue)
+        rec.tick()  # launches 2 cpu + 1 gpu, all booting
+        m = scrape(port)
+        assert m['scaler_pending_tasks{queue="cpu"}'] == 3
+        assert m['scaler_launches_total{resource="cpu"}'] == 2
+        assert m['scaler_launches_total{resource="gpu"}'] == 1
+        clock.now += 10  # the fleet gauges are what a tick observed: the next one sees them booting
+        rec.tick()
+        m = scrape(port)
+        assert m['scaler_fleet_instances{resource="cpu",state="booting"}'] == 2
+        assert m['scaler_fleet_instances{resource="gpu",state="booting"}'] == 1
+        assert m['scaler_launches_total{resource="cpu"}'] == 2
+
+        clock.now += 80  # booted: agents register, two take tasks
+        sim.step()
+        for inst in sim.alive():
+            fake.register_worker(f"{PREFIX}:{inst.resource}:{inst.id}", [inst.resource])
+        cpu_workers = sorted(w for w in fake.workers() if ":cpu:" in w)
+        fake.take_task(cpu_workers[0])
+        fake.take_task(next(w for w in fake.workers() if ":gpu:" in w))
+        fake.finish_task(next(w for w in fake.workers() if ":gpu:" in w))
+        rec.tick()
+        m = scrape(port)
+        assert m['scaler_fleet_instances{resource="cpu",state="busy"}'] == 1
+        assert m['scaler_fleet_instances{resource="cpu",state="idle"}'] == 1
+        assert m['scaler_fleet_instances{resource="gpu",state="idle"}'] == 1
+        assert m['scaler_fleet_instances{resource="cpu",state="booting"}'] == 0
+        assert m['scaler_pending_tasks{queue="cpu"}'] == 2
+        assert m['scaler_pending_tasks{queue="gpu"}'] == 0
+
+        clock.now += 200  # the gpu machine has been idle past max_idle_time
+        rec.tick()
+        fake.enqueue("gpu")  # a new gpu task, but the cloud's quota is reached
+        sim.fail_next("launch", QuotaError("vCPU quota reached", code="VcpuLimitExceeded"))
+        clock.now += 30
+        rec.tick()
+        m = scrape(port)
+        assert m['scaler_errors_total{kind="quota"}'] == 1
+        assert m['scaler_launches_total{resource="gpu"}'] == 1
+        fake.set_down(True)  # ClearML unreadable: pending keeps its last value, the source is down
+        clock.now += 30
+        rec.tick()
+        m = scrape(port)
+        assert m['scaler_terminations_total{reason="idle"}'] == 1
+        assert m['scaler_fleet_instances{resource="gpu",state="idle"}'] == 0
+        assert m['scaler_source_up{source="clearml"}'] == 0 and m['scaler_source_up{source="cloud"}'] == 1
+        assert m['scaler_pending_tasks{queue="cpu"}'] == 2 and m['scaler_pending_tasks{queue="gpu"}'] == 1
+        assert m["scaler_ticks_total"] == 6
+        assert m["scaler_tick_duration_seconds_count"] == 6
+        assert m["scaler_last_tick_timestamp_seconds"] == clock.now
+        assert m['scaler_launches_total{resource="cpu"}'] == 2  # never more than max_instances
+    finally:
+        metrics.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_run_serves_metrics(fake_clearml: FakeClearML, tmp_path: Path) -> None:
+    config = tmp_path / "scaler.conf"
+    config.write_text(
+        f"""
+        scaler {{ name = "metrics-cli", workers_prefix = "{PREFIX}", polling_interval = 1s }}
+        simulated {{ state_file = "{tmp_path / "cloud.json"}", boot_time = 0s }}
+        resources = [ {{ name = "cpu", queue = "cpu", max_instances = 2 }} ]
+        """
+    )
+    fake_clearml.enqueue("cpu")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scaler.cli",
+            "run",
+            "--provider",
+            "simulated",
+            "--config",
+            str(config),
+            "--no-server-vault",
+            "--metrics-port",
+            str(port),
+            "--metrics-host",
+            "127.0.0.1",
+            "--state-file",
+            str(tmp_path / "state.json"),
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 30
+        samples: dict[str, float] = {}
+        while time.time() < deadline:
+            try:
+                samples = scrape(port)
+            except OSError:
+                samples = {}
+            if samples.get("scaler_ticks_total", 0) >= 2:
+                break
+            time.sleep(0.2)
+        assert samples.get("scaler_ticks_total", 0) >= 2, samples
+        assert samples['scaler_launches_total{resource="cpu"}'] == 1
+        assert samples['scaler_pending_tasks{queue="cpu"}'] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, output
+    assert re.search(rf"Prometheus metrics on http://127.0.0.1:{port}/metrics", output)
