@@ -232,6 +232,17 @@ def console_output(
     typer.echo(host.provider(provider).console_output(cfg, instance), nl=False)
 
 
+class StoppedBeforeStart(BaseException):
+    """SIGTERM reached ``scaler run`` before its loop (and its own handlers) started.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so no ``except Exception`` on the way swallows it.
+    """
+
+
+def _stop_before_start(signum: int, frame: Any) -> None:
+    raise StoppedBeforeStart()
+
+
 class LogFormat(str, enum.Enum):
     text = "text"
     json = "json"
@@ -310,6 +321,10 @@ def run(
 
     SIGINT/SIGTERM finish the current tick and exit 0, leaving the fleet as it is.
     """
+    import signal
+
+    # until the loop installs its own handlers nothing has been changed: SIGTERM just stops
+    signal.signal(signal.SIGTERM, _stop_before_start)
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}", 2)
     if remote:
@@ -775,6 +790,9 @@ def main() -> None:
     except (ConfigError, ScalerError) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except StoppedBeforeStart:
+        typer.echo("stopped (SIGTERM) before the loop started; nothing was changed", err=True)
+        sys.exit(0)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # click usage errors and anything unexpected

@@ -346,6 +346,15 @@ class SeedRun:
             self.expected_exit = True
         if proc is None or proc.poll() is not None:
             return
+        # SIGTERM in the first ~0.1 s, before Python reached the scaler's code, is the
+        # interpreter's default (death by signal): wait until this incarnation is running
+        marker = f"===== scaler #{self.incarnation} at "
+        deadline = time.time() + 15
+        while time.time() < deadline and proc.poll() is None:
+            log_text = self.log_path.read_text(errors="replace")
+            if "managing" in log_text[log_text.rfind(marker) :]:
+                break
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         try:
             code = proc.wait(timeout=15)

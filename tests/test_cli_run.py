@@ -212,6 +212,33 @@ def test_run_sigterm_exits_0_leaving_the_fleet(fake_clearml: FakeClearML, tmp_pa
     assert len(alive(state)) == 1  # left running, not terminated on the way out
 
 
+def test_run_sigterm_during_start_up_exits_0_having_changed_nothing(fake_clearml: FakeClearML, tmp_path: Path) -> None:
+    config, state = write_config(tmp_path)
+    fake_clearml.enqueue("gpu")
+    fake_clearml.set_slow(4.0)  # start-up is stuck reading the server's vaults
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scaler.cli", "run", "--provider", "simulated", "--config", str(config)],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.0)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopped (SIGTERM) before the loop started; nothing was changed" in err
+    assert "Traceback" not in out + err
+    assert not alive(state)
+
+
 def test_demo_json_reports_all_tasks_completed() -> None:
     proc = cli("demo", "--format", "json")
     assert proc.returncode == 0, proc.stderr

@@ -90,9 +90,7 @@ def test_run_with_debug_logs_shows_no_secret(tmp_path: Path, env: dict[str, str]
     )
 
 
-def test_status_export_and_state_file_show_no_secret(
-    tmp_path: Path, env: dict[str, str], clearml: FakeClearML
-) -> None:
+def test_status_export_and_state_file_show_no_secret(tmp_path: Path, env: dict[str, str], clearml: FakeClearML) -> None:
     clearml.enqueue("cpu")
     path = write_config(tmp_path)
     state = tmp_path / "state.json"
