@@ -16,6 +16,7 @@ from the first scrape (labels of configured resources and queues start at 0).
 ``scaler_ticks_total``                           ticks run
 ``scaler_last_tick_timestamp_seconds``           unix time of the last tick
 ``scaler_source_up{source}``                     1 when ``clearml`` / ``cloud`` was read last tick
+``scaler_lease_held``                            1 while this scaler holds its fleet's lease (0: standby)
 ================================================ ===================================================
 
 Fleet gauges keep their last value on a tick where the cloud could not be listed, pending
@@ -60,6 +61,9 @@ class Metrics:
         self.ticks = Counter("scaler_ticks", "Ticks run.", registry=r)
         self.last_tick = Gauge("scaler_last_tick_timestamp_seconds", "Unix time of the last tick.", registry=r)
         self.up = Gauge("scaler_source_up", "1 when the source was read in the last tick.", ["source"], registry=r)
+        self.lease = Gauge(
+            "scaler_lease_held", "1 when this scaler holds its fleet's lease and acts; 0 on standby.", registry=r
+        )
         for resource in config.resources:
             self.max_instances.labels(resource.name).set(resource.max_instances)
             self.launches.labels(resource.name)
@@ -95,7 +99,10 @@ class Metrics:
         self.ticks.inc()
         self.last_tick.set(report.now)
         self.up.labels("clearml").set(1 if report.clearml_ok else 0)
-        self.up.labels("cloud").set(1 if report.cloud_ok else 0)
+        standby = bool(report.errors.get("lease"))
+        self.lease.set(0 if standby else 1)
+        if not standby:  # a standby scaler does not list the cloud: that is not the cloud being down
+            self.up.labels("cloud").set(1 if report.cloud_ok else 0)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:
         """Serve ``/metrics`` in a background thread; the port actually bound (``0`` picks one)."""

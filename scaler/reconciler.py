@@ -107,6 +107,7 @@ class Reconciler:
         # (virtual) clock is its own monotonic clock unless the caller models jumps
         self.monotonic = monotonic or (time.monotonic if clock is time.time else clock)
         self._last_clocks: tuple[float, float] | None = None
+        self._said: set[str] = set()  # info notices of the last tick
         self.dry_run = dry_run
         self.state = PolicyState()
         self.history: list[TickReport] = []
@@ -186,8 +187,14 @@ class Reconciler:
         decision = decide(config, obs, self.state)
         self.state = decision.state
         report.fleet = decision.fleet
+        said, self._said = self._said, set()
         for notice in decision.notices:
-            (log.warning if notice.level == "warning" else log.info)("%s", notice.message)
+            if notice.level == "warning":
+                log.warning("%s", notice.message)
+                continue
+            # an unchanged state (a queue waiting at max_instances) is said once, then at DEBUG
+            self._said.add(notice.message)
+            (log.debug if notice.message in said else log.info)("%s", notice.message)
 
         self._terminate(decision, report, idle_before)
         self._requeue(decision, workers, instances, report)

@@ -62,6 +62,8 @@ class StateWriter:
         self.actions: list[dict[str, Any]] = list(previous.get("actions") or []) if same else []
 
     def __call__(self, report: TickReport) -> None:
+        if report.errors.get("lease"):
+            return  # another scaler of this name holds the lease: the file is its to write
         self.actions.extend({"at": report.now, "action": line} for line in report.actions)
         del self.actions[: -self.keep]
         config = self.reconciler.config

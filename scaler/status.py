@@ -68,6 +68,8 @@ def collect(
         busy = [w for w in mine if w.task]
         if not inst.state.alive:
             activity = inst.state.value
+        elif workers is None:
+            activity = "unknown"  # ClearML unread: no way to tell booting, idle or busy
         elif busy:
             activity = "busy"
         elif mine:
@@ -97,14 +99,15 @@ def collect(
     names = [r.name for r in config.resources] + sorted({r["resource"] for r in rows} - configured)
     for name in names:
         resource = config.resource(name)
-        alive = [r for r in rows if r["resource"] == name and r["activity"] in STATES]
+        alive = [r for r in rows if r["resource"] == name and r["activity"] in (*STATES, "unknown")]
         counts = {s: sum(1 for r in alive if r["activity"] == s) for s in STATES}
+        known = instances is not None and workers is not None
         resources.append(
             {
                 "name": name,
                 "queue": resource.queue if resource else None,
                 "running": len(alive) if instances is not None else None,
-                **{s: (counts[s] if instances is not None else None) for s in STATES},
+                **{s: (counts[s] if known else None) for s in STATES},
                 "max": resource.max_instances if resource else None,
                 "spot": resource.spot if resource else None,
                 "configured": resource is not None,

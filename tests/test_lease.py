@@ -115,3 +115,22 @@ def test_a_second_scaler_process_says_so_and_launches_nothing(fake_clearml: Any,
     assert result.returncode == 0, result.stderr
     assert "not acting: another scaler named 'leased' is running" in result.stderr
     assert not state.exists() or '"instances": []' in state.read_text()
+
+
+def test_a_refused_scaler_leaves_the_holders_state_file_alone(
+    fake_clearml: Any, cloud: simulated.SimulatedCloud, tmp_path: Path
+) -> None:
+    """Two scalers of one name on one machine share the default state file; only the lease
+    holder writes it, so `scaler status` keeps showing the scaler that acts."""
+    from scaler.statefile import StateWriter, read_state
+
+    path = tmp_path / "leased.json"
+    first, second = scaler_process(), scaler_process()
+    first.listeners.append(StateWriter(path, first))
+    second.listeners.append(StateWriter(path, second))
+    fake_clearml.enqueue("cpu")
+    first.tick()
+    written = read_state(path)
+    assert written is not None and written["last_tick"]["launched"] == {"cpu": 1}
+    assert second.tick().errors["lease"] == 1
+    assert read_state(path) == written

@@ -962,3 +962,16 @@ def test_loop_from_hocon_file_and_stuck_machine(loop: Loop, tmp_path: Any, caplo
     report2 = ok(rec.tick())
     assert report.launched + report2.launched == {"cpu": 1}
     assert len(loop.alive("cpu")) == 1
+
+
+def test_an_unchanged_shortage_is_said_once_then_at_debug(loop: Loop, caplog: pytest.LogCaptureFixture) -> None:
+    """A queue waiting at max_instances is a state, not news: INFO once, DEBUG while it lasts."""
+    rec = loop.reconciler()
+    for _ in range(4):
+        loop.fake.enqueue("cpu")  # cpu: max_instances 2
+    with caplog.at_level(logging.DEBUG, logger="scaler"):
+        for _ in range(3):
+            ok(rec.tick())
+            loop.clock.advance(POLL)
+    short = [r for r in caplog.records if "queue 'cpu' still needs" in r.getMessage()]
+    assert [r.levelname for r in short] == ["INFO", "DEBUG", "DEBUG"], [r.getMessage() for r in short]

@@ -201,3 +201,24 @@ def test_run_serves_metrics(fake_clearml: FakeClearML, tmp_path: Path) -> None:
         output = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, output
     assert re.search(rf"Prometheus metrics on http://127.0.0.1:{port}/metrics", output)
+
+
+def test_a_standby_scaler_says_so_and_does_not_report_the_cloud_down() -> None:
+    from scaler.reconciler import TickReport
+
+    config = build_config(
+        {
+            "scaler": {"name": "m", "workers_prefix": "m"},
+            "resources": [{"name": "cpu", "queue": "cpu", "max_instances": 1}],
+        },
+        provider="simulated",
+    )
+    metrics = Metrics(config)
+    metrics(TickReport(now=1.0, pending={"cpu": 0}, fleet={}, clearml_ok=True, cloud_ok=True))
+    standby = TickReport(now=2.0, pending={"cpu": 0}, fleet={}, clearml_ok=True, cloud_ok=False)
+    standby.errors["lease"] += 1
+    metrics(standby)
+    text = metrics.text()
+    assert "scaler_lease_held 0.0" in text
+    assert 'scaler_source_up{source="cloud"} 1.0' in text
+    assert 'scaler_errors_total{kind="lease"} 1.0' in text

@@ -147,6 +147,8 @@ def test_state_file_written_each_tick(fleet: dict[str, Any], tmp_path: Path) -> 
 
 def test_status_when_clearml_is_down(fake_clearml: FakeClearML, tmp_path: Path) -> None:
     config = write_config(tmp_path)
+    fake_clearml.enqueue("cpu")
+    scaler(tmp_path).tick()  # one machine launched (and no worker could be seen from here on)
     fake_clearml.set_down(True)
     proc = subprocess.run(
         [
@@ -174,3 +176,7 @@ def test_status_when_clearml_is_down(fake_clearml: FakeClearML, tmp_path: Path) 
     assert not snap["clearml_ok"] and snap["cloud_ok"]
     assert snap["errors"] == ["the ClearML server could not be read: pending tasks and workers are unknown"]
     assert snap["queues"][0]["pending"] is None and not snap["scaler"]["found"]
+    # the machine is running, but whether it is booting, idle or busy cannot be told
+    [cpu] = [r for r in snap["resources"] if r["name"] == "cpu"]
+    assert cpu["running"] == 1 and cpu["booting"] is cpu["idle"] is cpu["busy"] is None
+    assert [i["activity"] for i in snap["instances"]] == ["unknown"]
