@@ -4,7 +4,9 @@ The lease is a ClearML worker entry ``scaler-lease:<name>`` registered with a ti
 tagged with the holder's nonce and host/pid. Each tick the holder re-registers it (renew)
 and reads it back (verify); another scaler started with the same name sees a live entry
 held by someone else and refuses to act, saying who holds it. If the holder dies, the entry
-expires after ``ttl`` seconds and the next scaler takes over. Two scalers racing to
+expires after ``ttl`` seconds and the next scaler takes over; when the dead holder ran on
+this very host (same host name and process namespace, its pid gone), a restarted scaler
+(systemd ``Restart=``, a crash loop) takes over at once instead. Two scalers racing to
 register both read the entry back, and only the one whose nonce is there acts.
 """
 
@@ -31,6 +33,28 @@ class Holder:
     nonce: str
     where: str
     last_seen: float
+    host: str = ""
+    pid: int = 0
+    pidns: str = ""
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace (Linux), so a pid is only compared within one namespace:
+    two containers sharing a host name have their own pids."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, another user's
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -53,7 +77,9 @@ class Lease:
         self.name = name
         self.ttl = max(10, round(ttl))
         self.nonce = uuid.uuid4().hex[:16]
-        self.where = f"{socket.gethostname()} pid {os.getpid()}"
+        self.host = socket.gethostname()
+        self.pidns = _pid_namespace()
+        self.where = f"{self.host} pid {os.getpid()}"
         self.clock = clock
         self.held = False
 
@@ -74,8 +100,25 @@ class Lease:
         from scaler.clearml import _timestamp
 
         tags = list(getattr(worker, "tags", None) or [])
+        pid = _tag(tags, "pid")
         return Holder(
-            _tag(tags, "holder"), _tag(tags, "where"), _timestamp(getattr(worker, "last_activity_time", None))
+            _tag(tags, "holder"),
+            _tag(tags, "where"),
+            _timestamp(getattr(worker, "last_activity_time", None)),
+            host=_tag(tags, "host"),
+            pid=int(pid) if pid.isdigit() else 0,
+            pidns=_tag(tags, "pidns"),
+        )
+
+    def _dead_local(self, holder: Holder) -> bool:
+        """The holder ran here (same host and pid namespace) and its process is gone."""
+        return bool(
+            self.pidns
+            and holder.pidns == self.pidns
+            and holder.host == self.host
+            and holder.pid > 0
+            and holder.pid != os.getpid()
+            and _gone(holder.pid)
         )
 
     def acquire(self) -> LeaseStatus:
@@ -87,12 +130,23 @@ class Lease:
         if current is False:
             return LeaseStatus(False, "the ClearML server could not be read to check the lease")
         if isinstance(current, Holder) and current.nonce != self.nonce:
-            return LeaseStatus(False, self._busy(current))
+            if not self._dead_local(current):
+                return LeaseStatus(False, self._busy(current))
+            log.warning(
+                "the previous scaler of fleet '%s' on this host (pid %d) is gone; taking over its lease now",
+                self.name,
+                current.pid,
+            )
+        tags = [
+            f"holder={self.nonce}",
+            f"where={self.where}",
+            f"host={self.host}",
+            f"pid={os.getpid()}",
+            f"pidns={self.pidns}",
+        ]
         registered = self.source._call(
             "workers.register",
-            lambda c: c.workers.register(
-                worker=self.worker_id, timeout=self.ttl, tags=[f"holder={self.nonce}", f"where={self.where}"]
-            ),
+            lambda c: c.workers.register(worker=self.worker_id, timeout=self.ttl, tags=tags),
         )
         if registered is None:
             return LeaseStatus(False, "the lease could not be registered in ClearML")

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from scaler.config.model import Config, Resource
 
 _TOKEN_NS = uuid.UUID("6f1e7c1e-9a63-4b7e-9c55-5c0a1e2b7d10")
+# how long terminated instance ids are remembered; ClearML drops a dead worker well before
+TERMINATED_MEMORY = 3600.0
 
 
 # --- observations -----------------------------------------------------------------------
@@ -128,6 +130,9 @@ class PolicyState:
     # instance id -> its launch time on the scaler's clock: the cloud's LaunchTime when first seen,
     # moved with every wall-clock jump since (so a jump does not age a booting machine into "stuck")
     launched_seen: dict[str, float] = field(default_factory=dict)
+    # instance id -> when this scaler asked the cloud to terminate it: a worker of that machine
+    # still reporting a task afterwards took it in the instant before the terminate (requeue it)
+    terminated_at: dict[str, float] = field(default_factory=dict)
 
     def copy(self) -> PolicyState:
         return PolicyState(
@@ -145,6 +150,7 @@ class PolicyState:
             self.tick_at,
             dict(self.tick_launched),
             dict(self.launched_seen),
+            dict(self.terminated_at),
         )
 
     def shifted(self, delta: float) -> PolicyState:
@@ -163,6 +169,7 @@ class PolicyState:
             out.capacity_blocked_until,
             out.worker_seen,
             out.launched_seen,
+            out.terminated_at,
         ):
             for key in timers:
                 timers[key] += delta
@@ -263,6 +270,9 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
 
     _confirm_launches(state, obs.instances)
     _forget_gone(state, obs.instances)
+    for inst_id, at in list(state.terminated_at.items()):
+        if obs.now - at > TERMINATED_MEMORY:
+            del state.terminated_at[inst_id]
     if clearml_ok:
         left_alone = _interrupted(config, obs, fleet, state, out)
         _duplicates(config, obs.workers or [], state, out)
@@ -509,7 +519,7 @@ def _interrupted(config: Config, obs: Observation, fleet: _Fleet, state: PolicyS
     for task, (inst_id, queue) in state.running.items():
         if inst_id not in alive_ids:
             lost[(task, inst_id)] = queue
-    known = listed | {inst_id for inst_id, _queue in state.running.values()}
+    known = listed | {inst_id for inst_id, _queue in state.running.values()} | set(state.terminated_at)
     left_alone: set[str] = set()
     # after a restart `running` is empty: a dead worker of an instance the cloud still lists as
     # ours (stopping/terminated) tells the same story. A worker whose machine this fleet does

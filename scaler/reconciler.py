@@ -294,6 +294,8 @@ class Reconciler:
                 log.info("%s%s", "[dry-run] would " if self.dry_run else "", line)
             if self.dry_run:
                 continue
+            for item in items:  # before the call: its answer may be lost after the cloud acted
+                self.state.terminated_at[item.instance_id] = report.now
             try:
                 self.provider.terminate(self.config, [t.instance_id for t in items])
             except ProviderError as exc:

@@ -26,7 +26,7 @@ Invariants (any breach fails the seed, with the plan, the sampled timeline and t
 * no instance is terminated while its worker runs a task that it took before the scaler's last
   read of the workers (checked when ``TerminateInstances`` reaches EC2). A task taken in the
   few milliseconds between that read and the call is a race the design cannot close (it is
-  reported, and the task is re-enqueued by the scaler); see docs/reliability.md;
+  reported; the scaler re-enqueues the task on its next tick); see docs/reliability.md;
 * the scaler never exits on its own; after the plan, every task completes and the fleet
   drains to zero machines.
 

@@ -134,3 +134,46 @@ def test_a_refused_scaler_leaves_the_holders_state_file_alone(
     assert written is not None and written["last_tick"]["launched"] == {"cpu": 1}
     assert second.tick().errors["lease"] == 1
     assert read_state(path) == written
+
+
+def _register_lease(name: str, **tags: str) -> None:
+    """A lease entry as another scaler writes it."""
+    ClearMLSource(timeout=5)._call(
+        "workers.register",
+        lambda c: c.workers.register(
+            worker=f"scaler-lease:{name}", timeout=60, tags=[f"{k}={v}" for k, v in tags.items()]
+        ),
+    )
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+@pytest.mark.parametrize(
+    "differs, takes_over",
+    [({}, True), ({"host": "elsewhere"}, False), ({"pidns": "4026531999"}, False), ({"pid": "alive"}, False)],
+    ids=["same-host-dead-pid", "other-host", "other-pid-namespace", "pid-alive"],
+)
+def test_a_dead_holder_on_this_host_is_replaced_at_once(
+    fake_clearml: Any, cloud: simulated.SimulatedCloud, differs: dict[str, str], takes_over: bool
+) -> None:
+    """A crash-restarted scaler on the same host need not wait for the lease to expire; any
+    doubt (another host, another pid namespace, a live pid) means waiting."""
+    import socket
+
+    from scaler.lease import _pid_namespace
+
+    tags = {
+        "holder": "0ld",
+        "where": "old",
+        "host": socket.gethostname(),
+        "pid": str(_dead_pid()),
+        "pidns": _pid_namespace(),
+    }
+    tags.update(differs)
+    if tags["pid"] == "alive":
+        tags["pid"] = str(os.getppid())
+    _register_lease("leased", **tags)
+    assert (scaler_process().tick().errors["lease"] == 0) is takes_over

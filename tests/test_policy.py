@@ -79,6 +79,15 @@ def obs(
 Then = Callable[[Config, PolicyState, Decision, float], None]
 
 
+def terminated(index: int = 0) -> Then:
+    """The reconciler asked the cloud to terminate termination ``index`` of this tick."""
+
+    def apply(config: Config, state: PolicyState, decision: Decision, now: float) -> None:
+        state.terminated_at[decision.terminations[index].instance_id] = now
+
+    return apply
+
+
 def fail(kind: str, index: int = 0) -> Then:
     """The cloud answered launch ``index`` of this tick with a failure of ``kind``."""
 
@@ -854,6 +863,16 @@ INTERRUPTED = [
                 notices=["info:stray_worker"],
             ),
             Tick(130, {"q": 0}, [M("i1", state="terminated")], DEAD_I1),
+        ],
+    ),
+    (
+        "the worker took a task in the instant before its terminate: re-enqueued, the machine is gone",
+        C(R("a")),
+        [
+            Tick(0, {"q": 0}, [M("i1")], [W("a", "i1")]),
+            Tick(100_000, {"q": 0}, [M("i1")], [W("a", "i1")], terms=[("i1", "idle")], then=terminated(0)),
+            Tick(100_030, {"q": 0}, [], [W("a", "i1", "t7")], requeues=[("t7", "q")], notices=["info:stray_worker"]),
+            Tick(100_060, {"q": 0}, [], [W("a", "i1", "t7")]),  # once
         ],
     ),
     (
