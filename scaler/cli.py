@@ -543,6 +543,7 @@ def init(
     from rich.console import Console
 
     from scaler import wizard
+    from scaler.files import write_private
 
     console = Console(markup=False, highlight=False, soft_wrap=True)
     ask = sys.stdin.isatty() if interactive is None else interactive
@@ -595,7 +596,7 @@ def init(
     secrets_path = None
     if answers.secrets and write_env_file:
         secrets_path = env_file or output.with_suffix(".env")
-        wizard.write_private(secrets_path, wizard.env_file_text(answers.secrets))
+        write_private(secrets_path, wizard.env_file_text(answers.secrets))
     from scaler.config.loader import load_config
 
     saved = {name: os.environ.get(name) for name in answers.secrets}
@@ -648,7 +649,7 @@ def export_command(
         typer.echo(text, nl=False)
         return
     if include_secrets:
-        from scaler.wizard import write_private
+        from scaler.files import write_private
 
         write_private(output, text)
     else:
@@ -675,7 +676,7 @@ def import_command(
     """Turn an exported JSON configuration back into a commented HOCON file."""
     from scaler.config.loader import ConfigFileError, load_config, read_text
     from scaler.exporting import import_config
-    from scaler.wizard import write_private
+    from scaler.files import write_private
 
     try:
         text = sys.stdin.read() if str(file) == "-" else read_text(file, "export file")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaler.errors import ScalerError
+from scaler.files import write_private
 from scaler.statefile import cache_dir
 
 if TYPE_CHECKING:
@@ -135,12 +136,12 @@ def config_from_task(task: Any) -> tuple[Path, Path | None]:
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / f"task-{task.id}.conf"
-    config.write_text(text, encoding="utf-8")
+    write_private(config, text)  # the configuration may hold secrets
     vault_text = task.get_configuration_object(VAULT_OBJECT)
     vault = None
     if vault_text:
         vault = folder / f"task-{task.id}.vault.conf"
-        vault.write_text(vault_text, encoding="utf-8")
+        write_private(vault, vault_text)
     return config, vault
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -147,3 +148,6 @@ def test_running_inside_the_task(fake_clearml: FakeClearML, tmp_path: Path) -> N
     assert proc.returncode == 0, output
     assert "scaler stopped; the fleet is left as it is" in output
     assert "Traceback" not in output
+    # the task's configuration (it may hold secrets) is copied for the loader, readable by its owner only
+    copied = tmp_path / "cache" / "clearml-scaler" / f"task-{task_id}.conf"
+    assert copied.read_text() == edited and stat.S_IMODE(copied.stat().st_mode) == 0o600
