@@ -180,7 +180,8 @@ def test_run_unreadable_config_exits_2(fake_clearml: FakeClearML, tmp_path: Path
     assert proc.returncode == 2, proc.stderr
 
 
-def test_run_sigterm_exits_0_leaving_the_fleet(fake_clearml: FakeClearML, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_run_sigterm_exits_0_leaving_the_fleet(fake_clearml: FakeClearML, tmp_path: Path, sig: int) -> None:
     config, state = write_config(tmp_path, max_idle="10m")
     fake_clearml.enqueue("gpu")
     proc = subprocess.Popen(
@@ -199,7 +200,7 @@ def test_run_sigterm_exits_0_leaving_the_fleet(fake_clearml: FakeClearML, tmp_pa
             time.sleep(0.05)
         assert len(alive(state)) == 1
         time.sleep(1.2)  # at least one more tick: nothing duplicated
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
@@ -207,7 +208,7 @@ def test_run_sigterm_exits_0_leaving_the_fleet(fake_clearml: FakeClearML, tmp_pa
             proc.communicate()
     assert proc.returncode == 0, err
     assert "Traceback" not in out + err
-    assert "SIGTERM" in err
+    assert signal.Signals(sig).name in err
     assert "the fleet is left as it is" in err
     assert len(alive(state)) == 1  # left running, not terminated on the way out
 

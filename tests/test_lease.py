@@ -177,3 +177,20 @@ def test_a_dead_holder_on_this_host_is_replaced_at_once(
         tags["pid"] = str(os.getppid())
     _register_lease("leased", **tags)
     assert (scaler_process().tick().errors["lease"] == 0) is takes_over
+
+
+def test_a_dry_run_next_to_the_real_scaler_needs_no_lease(fake_clearml: Any, cloud: simulated.SimulatedCloud) -> None:
+    """`--dry-run` changes nothing, so it may run beside the lease holder and still decide."""
+    holder = scaler_process()
+    assert holder.tick().errors["lease"] == 0
+    config = build_config(RAW, provider="simulated")
+    host = PluginHost()
+    source = ClearMLSource(timeout=5)
+    dry = Reconciler(
+        config, host, host.provider("simulated"), source, dry_run=True, lease=Lease(source, "leased", ttl=15)
+    )
+    fake_clearml.enqueue("cpu")
+    report = dry.tick()
+    assert report.errors["lease"] == 0
+    assert any(line.startswith("launch 1 x cpu") for line in report.actions) and not cloud.alive()
+    assert holder.tick().errors["lease"] == 0  # and the holder keeps its lease
