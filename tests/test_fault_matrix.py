@@ -1,10 +1,11 @@
 """The fault matrix: every fault injected at the wire, with the behaviour it must produce.
 
 Faults are armed on the real servers the real clients talk to: the EC2 proxy in front of moto
-(boto3), the fake ClearML API server (the clearml SDK) and the fake Compute Engine server
-(google-cloud-compute). The loop is the real ``Reconciler`` with the real ``aws`` provider and
-``ClearMLSource``, ticked by hand on a fake clock that starts at the real time (EC2 stamps
-``LaunchTime`` with the real clock). docs/reliability.md lists each row with its test.
+(boto3) and the fake ClearML API server (the clearml SDK). The loop is the real ``Reconciler``
+with the real ``aws`` provider and ``ClearMLSource``, ticked by hand on a fake clock that starts
+at the real time (EC2 stamps ``LaunchTime`` with the real clock). The same faults on Compute
+Engine (stockouts, quota, 403, 429/5xx, lost operations) are injected into the fake GCE server in
+``test_gcp_provider.py`` and ``test_gcp_e2e.py``. docs/reliability.md lists each row with its test.
 """
 
 from __future__ import annotations
