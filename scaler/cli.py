@@ -438,8 +438,8 @@ def _run_remote(
     typer.echo(f"created task {task.id} '{cfg.scaler.name}' in project '{project}' and enqueued it in '{queue}'")
     try:
         typer.echo(f"  {task.get_output_log_web_page()}")
-    except Exception:
-        pass
+    except Exception:  # only a convenience link: the task exists and is queued either way
+        typer.echo("  (no web link: the server did not say where its web UI is)")
     typer.echo("  configuration: the task's configuration object 'scaler' (edit it in the UI, then restart the task)")
     typer.echo("  log level: the task's user property 'log_level' (read every tick)")
 
