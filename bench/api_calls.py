@@ -32,12 +32,11 @@ from scaler.reconciler import Reconciler
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from tests.fakes.clearml_server import FakeClearML
 from tests.fakes.ec2 import (
-    ACCESS_KEY_ID,
     DUMMY_AMI,
     REGION,
-    SECRET_ACCESS_KEY,
     EC2Proxy,
     MotoServer,
+    aws_environment,
     create_instances_direct,
 )
 
@@ -68,22 +67,6 @@ def make_config(host: PluginHost, n: int) -> Config:
     if problems:
         raise SystemExit(f"bench config invalid: {problems}")
     return build_config(raw, provider="aws")
-
-
-def aws_env(proxy: EC2Proxy, moto: MotoServer, tmp: Path) -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL_EC2": proxy.url,
-        "AWS_ENDPOINT_URL": moto.url,
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
 
 
 def counts(proxy: EC2Proxy, fake: FakeClearML) -> tuple[Counter[str], Counter[str]]:
@@ -171,7 +154,7 @@ def main() -> None:
         saved = dict(os.environ)
         try:
             os.environ.clear()
-            os.environ.update({**clearml_env(fake.env(), tmp / "home"), **aws_env(proxy, moto, tmp)})
+            os.environ.update({**clearml_env(fake.env(), tmp / "home"), **aws_environment(proxy, tmp)})
             results = {n: one_size(host, proxy, moto, fake, n) for n in sizes}
         finally:
             os.environ.clear()

@@ -59,9 +59,9 @@ from tests.fakes.clearml_server import FakeClearML
 from tests.fakes.ec2 import (
     DUMMY_AMI,
     REGION,
-    SECRET_ACCESS_KEY,
     EC2Proxy,
     Fault,
+    aws_environment,
     ec2_client,
     run_foreign_instances,
 )
@@ -135,23 +135,6 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def aws_environment(proxy: EC2Proxy, home: Path, access_key: str) -> dict[str, str]:
-    """What the ``aws_env`` fixture sets, for a subprocess with its own access key."""
-    return {
-        "AWS_ACCESS_KEY_ID": access_key,
-        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "AWS_CONFIG_FILE": str(home / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL_EC2": proxy.url,
-        "AWS_ENDPOINT_URL": proxy.upstream,  # every other service: moto, never AWS
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
 
 
 def clean_environ() -> dict[str, str]:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -180,10 +181,8 @@ def test_run_unreadable_config_exits_2(fake_clearml: FakeClearML, tmp_path: Path
     assert proc.returncode == 2, proc.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_run_sigterm_exits_0_leaving_the_fleet(fake_clearml: FakeClearML, tmp_path: Path, sig: int) -> None:
-    config, state = write_config(tmp_path, max_idle="10m")
-    fake_clearml.enqueue("gpu")
+def signal_run(config: Path, sig: int, when_ready: Callable[[subprocess.Popen[str]], None]) -> tuple[int, str, str]:
+    """Start ``scaler run`` as a process, wait with ``when_ready``, send ``sig``: (exit code, stdout, stderr)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "scaler.cli", "run", "--provider", "simulated", "--config", str(config)],
         cwd=ROOT,
@@ -193,6 +192,22 @@ def test_run_sigterm_exits_0_leaving_the_fleet(fake_clearml: FakeClearML, tmp_pa
         text=True,
     )
     try:
+        when_ready(proc)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_run_sigterm_exits_0_leaving_the_fleet(fake_clearml: FakeClearML, tmp_path: Path, sig: int) -> None:
+    config, state = write_config(tmp_path, max_idle="10m")
+    fake_clearml.enqueue("gpu")
+
+    def launched(proc: subprocess.Popen[str]) -> None:
         # wait until the loop has launched (handlers are installed before the first tick)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not alive(state):
@@ -200,13 +215,9 @@ def test_run_sigterm_exits_0_leaving_the_fleet(fake_clearml: FakeClearML, tmp_pa
             time.sleep(0.05)
         assert len(alive(state)) == 1
         time.sleep(1.2)  # at least one more tick: nothing duplicated
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+
+    code, out, err = signal_run(config, sig, launched)
+    assert code == 0, err
     assert "Traceback" not in out + err
     assert signal.Signals(sig).name in err
     assert "the fleet is left as it is" in err
@@ -217,24 +228,13 @@ def test_run_sigterm_during_start_up_exits_0_having_changed_nothing(fake_clearml
     config, state = write_config(tmp_path)
     fake_clearml.enqueue("gpu")
     fake_clearml.set_slow(4.0)  # start-up is stuck reading the server's vaults
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scaler.cli", "run", "--provider", "simulated", "--config", str(config)],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+
+    def starting(proc: subprocess.Popen[str]) -> None:
         time.sleep(2.0)
         assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+
+    code, out, err = signal_run(config, signal.SIGTERM, starting)
+    assert code == 0, err
     assert "stopped (SIGTERM) before the loop started; nothing was changed" in err
     assert "Traceback" not in out + err
     assert not alive(state)

@@ -865,6 +865,27 @@ _UNSET = (
 )
 
 
+def aws_environment(proxy: EC2Proxy, home: Path, access_key: str = ACCESS_KEY_ID) -> dict[str, str]:
+    """Variables so that plain ``boto3.client("ec2")`` reaches ``proxy`` and every other AWS
+    service reaches moto behind it, never AWS; no config or credential file under ``home`` is
+    read. A fleet with its own ``access_key`` is its own moto account."""
+    return {
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL_EC2": proxy.url,
+        "AWS_ENDPOINT_URL_IAM": proxy.upstream,
+        "AWS_ENDPOINT_URL_STS": proxy.upstream,
+        "AWS_ENDPOINT_URL": proxy.upstream,  # every other service: moto, never AWS
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+
+
 @pytest.fixture
 def aws_env(
     ec2_proxy: EC2Proxy,
@@ -876,21 +897,7 @@ def aws_env(
     leaves the machine; returns the variables set (handy for subprocesses)."""
     for name in _UNSET:
         monkeypatch.delenv(name, raising=False)
-    env = {
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL_EC2": ec2_proxy.url,
-        "AWS_ENDPOINT_URL_IAM": moto_server.url,
-        "AWS_ENDPOINT_URL_STS": moto_server.url,
-        "AWS_ENDPOINT_URL": moto_server.url,  # every other service: moto, never AWS
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
+    env = aws_environment(ec2_proxy, tmp_path)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
