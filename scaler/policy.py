@@ -374,15 +374,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
             ids = tuple(w.id for w in workers)
             if resource is None:
                 if settings.orphans == "terminate":
-                    out.terminations.append(
-                        Terminate(
-                            inst.id,
-                            resource_name,
-                            "orphan",
-                            f"resource '{resource_name}' is no longer configured (orphans = terminate)",
-                            ids,
-                        )
-                    )
+                    out.terminations.append(_orphan(inst.id, resource_name, ids))
                 continue
             idle_for = now - since
             if waiting:
@@ -419,14 +411,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                     and not fleet.workers_of.get(inst.id)
                     and not any(t.instance_id == inst.id for t in out.terminations)
                 ):
-                    out.terminations.append(
-                        Terminate(
-                            inst.id,
-                            resource_name,
-                            "orphan",
-                            f"resource '{resource_name}' is no longer configured (orphans = terminate)",
-                        )
-                    )
+                    out.terminations.append(_orphan(inst.id, resource_name))
             if settings.orphans == "keep":
                 key = f"orphan:{resource_name}"
                 if key not in state.reported:
@@ -459,6 +444,16 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
     # -- launches ----------------------------------------------------------------------
     _plan_launches(config, obs, fleet, state, out, pending, booting, idle_on_queue, configured)
     return out
+
+
+def _orphan(instance_id: str, resource_name: str, worker_ids: tuple[str, ...] = ()) -> Terminate:
+    return Terminate(
+        instance_id,
+        resource_name,
+        "orphan",
+        f"resource '{resource_name}' is no longer configured (orphans = terminate)",
+        worker_ids,
+    )
 
 
 def _spot_healthy(resource: Resource, state: PolicyState, now: float) -> bool:
