@@ -1,6 +1,6 @@
 """Benchmark (a): API calls of one tick, counted at the HTTP level, for fleets of N instances.
 
-The real loop (``scaler.reconciler.Reconciler``) with the real AWS provider
+The real loop (``scaler.engine.reconciler.Reconciler``) with the real AWS provider
 (``PluginHost().provider("aws")``, boto3 over HTTP) against moto behind the EC2 proxy of
 ``tests/fakes/ec2.py`` (which records every EC2 action), and the real ClearML SDK against the
 fake ClearML server of ``tests/fakes/clearml_server.py`` (which records every call).
@@ -24,11 +24,11 @@ from pathlib import Path
 
 from _common import clearml_env, emit, parse_args, table, verdict
 
-from scaler.clearml import ClearMLSource
-from scaler.config.loader import build_config
+from scaler.clearml.queues import ClearMLSource
+from scaler.config.loading import build_config
 from scaler.config.model import Config
-from scaler.plugins import PluginHost
-from scaler.reconciler import Reconciler
+from scaler.engine.reconciler import Reconciler
+from scaler.host import PluginHost
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from tests.fakes.clearml_server import FakeClearML
 from tests.fakes.ec2 import (

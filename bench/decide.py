@@ -1,4 +1,4 @@
-"""Benchmark (b): decision + bookkeeping time of one tick (``scaler.policy.decide``) for a
+"""Benchmark (b): decision + bookkeeping time of one tick (``scaler.engine.policy.decide``) for a
 fleet over 100 queues, in steady state (the policy's state carried from tick to tick).
 
 The fleet: 100 queues with two resources each (spot first, on-demand second); every instance
@@ -13,9 +13,9 @@ import time
 
 from _common import emit, parse_args, table, verdict
 
-from scaler.config.loader import build_config
+from scaler.config.loading import build_config
 from scaler.config.model import Config
-from scaler.policy import Observation, PolicyState, QueueObs, WorkerObs, decide
+from scaler.engine.policy import Observation, PolicyState, QueueObs, WorkerObs, decide
 from scaler.types import Instance, InstanceState
 
 QUEUES = 100
@@ -81,7 +81,7 @@ def main() -> None:
         results[n] = median
         rows.append([f"{n:,}", f"{median:.2f}", f"{best:.2f}", f"{median / n * 1000:.1f}"])
     out = [
-        "## Decision time per tick (`scaler.policy.decide`)",
+        "## Decision time per tick (`scaler.engine.policy.decide`)",
         "",
         f"{QUEUES} queues × 2 resources, every instance with a worker (70 % busy), pending tasks on every fourth "
         f"queue; median of {repeats} steady-state ticks.",

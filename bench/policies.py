@@ -15,10 +15,10 @@ import time
 
 from _common import ROOT, TRACE_NAMES, TRACES, emit, parse_args, table, verdict
 
-from scaler.clearml_policy import run_clearml_policy
 from scaler.config.model import Config
-from scaler.plugins import PluginHost
-from scaler.simulate import Report, SimTrace, load, plot, run_scaler_policy
+from scaler.host import PluginHost
+from scaler.sim.clearml_autoscaler import run_clearml_policy
+from scaler.sim.run import Report, SimTrace, load, plot, run_scaler_policy
 
 COST_TARGET = 1.15
 IDLE_MINUTES = (5, 10, 15, 30)
@@ -91,7 +91,13 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     host = PluginHost()
     if args.smoke:
-        cases = [("demo", ROOT / "scaler" / "data" / "demo.conf", ROOT / "scaler" / "data" / "demo-trace.json")]
+        cases = [
+            (
+                "demo",
+                ROOT / "scaler" / "sim" / "data" / "demo.conf",
+                ROOT / "scaler" / "sim" / "data" / "demo-trace.json",
+            )
+        ]
     else:
         cases = [(name, TRACES / f"{name}.conf", TRACES / f"{name}.json") for name in TRACE_NAMES]
     headers = [

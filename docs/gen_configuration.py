@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scaler import simulated
-from scaler.builtin import CORE_VAULT_KEYS
-from scaler.config.schema import RESOURCE_FIELDS, SCALER_SECTION
-from scaler.schema import Field, format_duration
+from scaler.config.fields import Field, format_duration
+from scaler.config.sections import RESOURCE_FIELDS, SCALER_SECTION
+from scaler.default_plugins import simulated
+from scaler.default_plugins.core import CORE_VAULT_KEYS
 from scaler_aws.schema import AWS_RESOURCE_SECTION, AWS_SECTION
 from scaler_aws.schema import VAULT_KEYS as AWS_VAULT
 from scaler_gcp.schema import GCP_RESOURCE_SECTION, GCP_SECTION

@@ -4,7 +4,7 @@ Plugins are pluggy plugins of the project ``scaler``. A plugin module (or object
 some of the hooks below, each decorated with :data:`hookimpl`, and is published through the
 entry-point group ``scaler``; the entry-point name of a provider is the name users pass to
 ``--provider``. Core implements its own contribution hooks as the built-in plugin
-``scaler.builtin``, exactly as a third party would.
+``scaler.default_plugins.core``, exactly as a third party would.
 
 There are two kinds of hooks:
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
-from scaler.plugins import PluginHost, Provider
+from scaler.host import PluginHost, Provider
 from scaler.types import InstanceState
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def config_for(
     provider: str, resource: dict[str, Any], top: dict[str, Any] | None = None, name: str = "conformance"
 ) -> Config:
     """A one-resource config for a conformance run."""
-    from scaler.config.loader import build_config
+    from scaler.config.loading import build_config
 
     raw: dict[str, Any] = {
         "scaler": {"name": name, "workers_prefix": "conf"},

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scaler.cli import app
-from scaler.plugins import PluginHost, Provider
+from scaler.host import PluginHost, Provider
 from scaler.types import TAG_SCALER, Problem
 from tests.fakes.ec2 import EC2Proxy, MotoServer
 from tests.test_aws_support import (

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from scaler.plugins import PluginHost, Provider
+from scaler.host import PluginHost, Provider
 from scaler_aws.schema import AWS_RESOURCE_SECTION, AWS_SECTION, EBS_SECTION, VAULT_KEYS
 from tests.fakes.ec2 import EC2Proxy, MotoServer
 from tests.test_aws_support import (

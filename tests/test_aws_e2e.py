@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from scaler.clearml import ClearMLSource
-from scaler.config.loader import load_config
-from scaler.plugins import PluginHost
-from scaler.reconciler import Reconciler
+from scaler.clearml.queues import ClearMLSource
+from scaler.config.loading import load_config
+from scaler.engine.reconciler import Reconciler
+from scaler.host import PluginHost
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from tests.fakes.clearml_server import FakeClearML
 from tests.fakes.ec2 import DUMMY_AMI, EC2Proxy, MotoServer

@@ -1,4 +1,4 @@
-"""The core loop (scaler.reconciler + scaler.policy) driving the aws provider over several
+"""The core loop (scaler.engine.reconciler + scaler.engine.policy) driving the aws provider over several
 ticks with a fake clock: spot capacity errors roll back to on-demand, then a blackout; a
 spot reclaim re-enqueues the task; a launch whose answer was lost is not repeated."""
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from scaler.plugins import PluginHost, Provider
-from scaler.policy import QueueObs, WorkerObs
-from scaler.reconciler import Reconciler
+from scaler.engine.policy import QueueObs, WorkerObs
+from scaler.engine.reconciler import Reconciler
+from scaler.host import PluginHost, Provider
 from scaler.types import Secret, ServerInfo
 from tests.fakes.ec2 import EC2Proxy, MotoServer
 from tests.test_aws_support import (

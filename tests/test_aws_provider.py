@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
-from scaler.plugins import PluginHost, Provider
+from scaler.host import PluginHost, Provider
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, InstanceState
 from scaler_aws.client import ec2_client
 from scaler_aws.provider import aws_settings

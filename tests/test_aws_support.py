@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
-from scaler.config.loader import build_config
+from scaler.config.loading import build_config
 from scaler.config.model import Config
 from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
-from scaler.plugins import PluginHost, Provider
+from scaler.host import PluginHost, Provider
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from scaler_aws.client import clean_message, clear_clients, map_error
 from scaler_aws.launch import USER_DATA_LIMIT, build_request, client_token, encode_user_data

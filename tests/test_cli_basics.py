@@ -31,7 +31,7 @@ def test_help_and_plugin_discovery_import_no_cloud_sdk() -> None:
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from scaler.cli import app\n"
-        "from scaler.plugins import PluginHost\n"
+        "from scaler.host import PluginHost\n"
         "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
         "host = PluginHost()\n"
         "assert {'aws', 'gcp'} <= set(host.provider_names()), host.provider_names()\n"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from scaler import simulated
 from scaler.config.model import Config
+from scaler.default_plugins import simulated
 from scaler.testing import ProviderConformance, config_for
 
 

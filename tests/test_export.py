@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from scaler.catalog import is_secret
 from scaler.cli import app
-from scaler.config.loader import load_config
-from scaler.plugins import PluginHost
+from scaler.config.catalog import is_secret
+from scaler.config.loading import load_config
+from scaler.host import PluginHost
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from scaler.clearml import ClearMLSource
+from scaler.clearml.queues import ClearMLSource
 from scaler.config.model import Config
-from scaler.plugins import PluginHost
-from scaler.reconciler import Reconciler, TickReport
+from scaler.engine.reconciler import Reconciler, TickReport
+from scaler.host import PluginHost
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from tests.fakes.clearml_server import FakeClearML
 from tests.fakes.ec2 import EC2Proxy, MotoServer

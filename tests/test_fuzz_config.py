@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from scaler import simulated
 from scaler.cli import app
+from scaler.default_plugins import simulated
 
 # 500 configs + 400 vaults + 125 raw texts = 1,025 generated inputs per CI run; raise for a longer hunt
 EXAMPLES = int(os.environ.get("SCALER_FUZZ_EXAMPLES", "500"))
@@ -122,7 +122,7 @@ def _dump(config: dict[str, Any]) -> str:
 
 @pytest.fixture
 def world(tmp_path: Path, fake_clearml: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    from scaler.clearml import ClearMLSource
+    from scaler.clearml.queues import ClearMLSource
 
     # one SDK client for every run of this test: a new session re-reads the SDK's own config (~0.2 s)
     shared = ClearMLSource(timeout=5).client()

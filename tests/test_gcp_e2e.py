@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from scaler.clearml import ClearMLSource
-from scaler.config.loader import load_config
-from scaler.plugins import PluginHost
-from scaler.reconciler import Reconciler
+from scaler.clearml.queues import ClearMLSource
+from scaler.config.loading import load_config
+from scaler.engine.reconciler import Reconciler
+from scaler.host import PluginHost
 from scaler.types import TAG_RESOURCE, TAG_SCALER
 from scaler_gcp import clients, provider
 

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from scaler.config.loader import build_config
+from scaler.config.loading import build_config
 from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
-from scaler.plugins import PluginHost, Provider
+from scaler.host import PluginHost, Provider
 from scaler.testing import ProviderConformance, config_for
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, InstanceState
 from scaler_gcp import clients, provider

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from scaler import simulated
-from scaler.clearml import ClearMLSource
-from scaler.config.loader import build_config
-from scaler.lease import Lease
-from scaler.plugins import PluginHost
-from scaler.reconciler import Reconciler
+from scaler.clearml.lease import Lease
+from scaler.clearml.queues import ClearMLSource
+from scaler.config.loading import build_config
+from scaler.default_plugins import simulated
+from scaler.engine.reconciler import Reconciler
+from scaler.host import PluginHost
 
 RAW = {
     "scaler": {"name": "leased", "workers_prefix": "ls", "polling_interval": "5s"},
@@ -122,7 +122,7 @@ def test_a_refused_scaler_leaves_the_holders_state_file_alone(
 ) -> None:
     """Two scalers of one name on one machine share the default state file; only the lease
     holder writes it, so `scaler status` keeps showing the scaler that acts."""
-    from scaler.statefile import StateWriter, read_state
+    from scaler.ops.statefile import StateWriter, read_state
 
     path = tmp_path / "leased.json"
     first, second = scaler_process(), scaler_process()
@@ -163,7 +163,7 @@ def test_a_dead_holder_on_this_host_is_replaced_at_once(
     doubt (another host, another pid namespace, a live pid) means waiting."""
     import socket
 
-    from scaler.lease import _pid_namespace
+    from scaler.clearml.lease import _pid_namespace
 
     tags = {
         "holder": "0ld",

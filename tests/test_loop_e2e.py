@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from scaler import simulated
-from scaler.clearml import ClearMLSource
-from scaler.config.loader import build_config, load_config
+from scaler.clearml.queues import ClearMLSource
+from scaler.config.loading import build_config, load_config
+from scaler.default_plugins import simulated
+from scaler.default_plugins.simulated import SimInstance, SimulatedCloud
+from scaler.engine.policy import worker_id
+from scaler.engine.reconciler import Reconciler, TickReport
 from scaler.errors import CapacityError, TransientError
-from scaler.plugins import PluginHost, Provider
-from scaler.policy import worker_id
-from scaler.reconciler import Reconciler, TickReport
-from scaler.simulated import SimInstance, SimulatedCloud
+from scaler.host import PluginHost, Provider
 from tests.fakes.clearml_server import FakeClearML
 
 PREFIX = "e2e"

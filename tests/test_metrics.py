@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from scaler import simulated
-from scaler.clearml import ClearMLSource
-from scaler.config.loader import build_config
+from scaler.clearml.queues import ClearMLSource
+from scaler.config.loading import build_config
+from scaler.default_plugins import simulated
+from scaler.default_plugins.simulated import SimulatedCloud
+from scaler.engine.reconciler import Reconciler
 from scaler.errors import QuotaError
-from scaler.metrics import Metrics
-from scaler.plugins import PluginHost
-from scaler.reconciler import Reconciler
-from scaler.simulated import SimulatedCloud
+from scaler.host import PluginHost
+from scaler.ops.metrics import Metrics
 from tests.fakes.clearml_server import FakeClearML
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,7 +204,7 @@ def test_run_serves_metrics(fake_clearml: FakeClearML, tmp_path: Path) -> None:
 
 
 def test_a_standby_scaler_says_so_and_does_not_report_the_cloud_down() -> None:
-    from scaler.reconciler import TickReport
+    from scaler.engine.reconciler import TickReport
 
     config = build_config(
         {

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from scaler.config.loader import build_config
+from scaler.config.loading import build_config
+from scaler.engine.render import render_init_script
 from scaler.errors import NotImplementedByProvider, PluginError, ProviderError
 from scaler.hookspecs import hookimpl
-from scaler.plugins import PluginHost
-from scaler.render import render_init_script
+from scaler.host import PluginHost
 from scaler.types import Instance, InstanceState, RenderContext, ScriptPart, ServerInfo
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scaler.config.loader import build_config
+from scaler.config.loading import build_config
 from scaler.config.model import Config
-from scaler.policy import (
+from scaler.engine.policy import (
     Decision,
     Launch,
     Observation,

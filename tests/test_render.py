@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 from pyhocon import ConfigFactory
 
-from scaler.config.loader import build_config
+from scaler.config.loading import build_config
 from scaler.config.model import Config, Resource
 from scaler.config.vault import VaultMerge
-from scaler.plugins import PluginHost
-from scaler.render import render_clearml_conf, render_init_script
+from scaler.engine.render import render_clearml_conf, render_init_script
+from scaler.host import PluginHost
 from scaler.types import RenderContext, Secret, ServerInfo
 
 INSTANCE_ID = "sim-0001"

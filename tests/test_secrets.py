@@ -158,9 +158,9 @@ def test_secret_repr_and_format_are_masked() -> None:
 def test_user_data_sent_to_aws_holds_no_cloud_credentials(ec2_proxy: Any, aws_env: Any, tmp_path: Path) -> None:
     import base64
 
-    from scaler.config.loader import load_config
-    from scaler.plugins import PluginHost
-    from scaler.render import render_init_script
+    from scaler.config.loading import load_config
+    from scaler.engine.render import render_init_script
+    from scaler.host import PluginHost
     from scaler.types import RenderContext, Secret, ServerInfo
 
     for key, value in SECRETS.items():

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from scaler.errors import ConfigError
-from scaler.plugins import PluginHost
-from scaler.sim import demo_paths
-from scaler.simulate import SimTrace, load, render_text, require_matplotlib, simulate, vary
+from scaler.host import PluginHost
+from scaler.sim.run import SimTrace, load, render_text, require_matplotlib, simulate, vary
+from scaler.sim.world import demo_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = ROOT / "bench" / "traces"

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from scaler.clearml import ClearMLSource
+from scaler.clearml.queues import ClearMLSource
 from scaler.cli import app
-from scaler.config.loader import load_config
-from scaler.observers import attach
-from scaler.plugins import PluginHost
-from scaler.reconciler import Reconciler
-from scaler.statefile import default_path, read_state
+from scaler.config.loading import load_config
+from scaler.engine.reconciler import Reconciler
+from scaler.host import PluginHost
+from scaler.ops.observers import attach
+from scaler.ops.statefile import default_path, read_state
 from tests.fakes.clearml_server import FakeClearML
 
 ROOT = Path(__file__).resolve().parent.parent

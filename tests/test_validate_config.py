@@ -339,8 +339,8 @@ def test_includes_and_env_substitution(tmp_path: Path, monkeypatch: pytest.Monke
         tmp_path, 'include "common.conf"\n' + aws(scaler="git { password = ${?SCALER_GIT_TOKEN} }"), "--provider", "aws"
     )
     assert code == 0, output
-    from scaler.config.loader import load_config
-    from scaler.plugins import PluginHost
+    from scaler.config.loading import load_config
+    from scaler.host import PluginHost
 
     config = load_config(tmp_path / "scaler.conf", PluginHost(), provider="aws").config
     assert config is not None
@@ -354,8 +354,8 @@ def test_includes_and_env_substitution(tmp_path: Path, monkeypatch: pytest.Monke
     [("30s", 30), ("15m", 900), ("2h", 7200), ("5", 300), ('"90s"', 90), ("1.5", 90), ("1d", 86400)],
 )
 def test_durations(tmp_path: Path, literal: str, seconds: float) -> None:
-    from scaler.config.loader import load_config
-    from scaler.plugins import PluginHost
+    from scaler.config.loading import load_config
+    from scaler.host import PluginHost
 
     path = tmp_path / "d.conf"
     path.write_text(aws(scaler=f"max_idle_time = {literal}"))
@@ -364,8 +364,8 @@ def test_durations(tmp_path: Path, literal: str, seconds: float) -> None:
 
 
 def test_defaults_follow_the_design(tmp_path: Path) -> None:
-    from scaler.config.loader import load_config
-    from scaler.plugins import PluginHost
+    from scaler.config.loading import load_config
+    from scaler.host import PluginHost
 
     path = tmp_path / "d.conf"
     path.write_text(aws())

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from scaler.cli import app
-from scaler.config.loader import load_config, parse_hocon
+from scaler.config.loading import load_config, parse_hocon
 from scaler.config.vault import merge_vault
-from scaler.plugins import PluginHost
+from scaler.host import PluginHost
 
 KEYS = {
     "aws_region": "aws.region",
@@ -211,7 +211,7 @@ def test_vault_settings_are_validated_like_the_config(tmp_path: Path) -> None:
 
 
 def test_server_vaults_merge_before_the_vault_file(tmp_path: Path, fake_clearml: Any) -> None:
-    from scaler.clearml import ClearMLSource
+    from scaler.clearml.queues import ClearMLSource
 
     fake_clearml.add_vault(
         'auto_scaler.v1.aws { git_user = "server-bot", aws_region = "us-west-2", '

@@ -102,8 +102,8 @@ def test_wizard_aws_end_to_end(tmp_path: Path) -> None:
     }
     validate(out, "aws", env=env)
 
-    from scaler.config.loader import load_config
-    from scaler.plugins import PluginHost
+    from scaler.config.loading import load_config
+    from scaler.host import PluginHost
 
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():

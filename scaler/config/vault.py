@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaler.schema import suggest
+from scaler.config.fields import suggest
 from scaler.types import Problem
 
 SCRIPT_KEY = "extra_vm_bash_script"

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from scaler.config.fields import Field, check_provider_sections, check_section
 from scaler.hookspecs import (
     CapacityError,
     Instance,
@@ -21,7 +22,6 @@ from scaler.hookspecs import (
     ScriptPart,
     hookimpl,
 )
-from scaler.schema import Field, check_provider_sections, check_section
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 
 NAME = "toycloud"

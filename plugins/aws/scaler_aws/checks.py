@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from scaler.config.fields import check_section
 from scaler.errors import AuthError, ProviderError
-from scaler.schema import check_section
 from scaler.types import Problem, Secret
 from scaler_aws.client import credential_source, ec2_client, error_code, map_error
 from scaler_aws.launch import MANAGED_KEYS, build_request, instance_profile, subnets_of

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from scaler.config.fields import check_provider_sections
 from scaler.hookspecs import hookimpl
-from scaler.schema import check_provider_sections
 from scaler.types import Instance, Problem, RenderContext, ScriptPart
 from scaler_aws.schema import AWS_RESOURCE_SECTION, AWS_SECTION, VAULT_KEYS
 
@@ -44,7 +44,7 @@ def scaler_vault_keys(provider: str) -> dict[str, str]:
 
 @hookimpl
 def scaler_config_defaults() -> dict[str, Any]:
-    from scaler.schema import defaults
+    from scaler.config.fields import defaults
 
     return {NAME: defaults(AWS_SECTION)}
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from scaler.config.fields import check_section
 from scaler.errors import CapacityError, ProviderError
-from scaler.schema import check_section
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, Instance, InstanceState, Secret
 from scaler_aws.client import NEXT_SUBNET_CODES, credential_source, ec2_client, error_code, log, map_error
 from scaler_aws.launch import build_request, client_token, encode_user_data, instance_profile, subnets_of

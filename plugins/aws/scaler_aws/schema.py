@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from scaler.schema import Field
+from scaler.config.fields import Field
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 
 REGION = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+"

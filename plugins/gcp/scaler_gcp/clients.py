@@ -13,8 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from scaler.config.fields import check_section
 from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
-from scaler.schema import check_section
 from scaler_gcp.schema import CLOUD_PLATFORM_SCOPE, GCP_SECTION
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from scaler.config.fields import check_provider_sections, check_section, defaults
 from scaler.hookspecs import hookimpl
-from scaler.schema import check_provider_sections, check_section, defaults
 from scaler.types import Instance, Problem, RenderContext, ScriptPart
 from scaler_gcp import provider as gce
 from scaler_gcp.schema import GCP_RESOURCE_SECTION, GCP_SECTION, VAULT_KEYS

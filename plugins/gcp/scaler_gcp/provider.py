@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from scaler.config.fields import check_section
 from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
-from scaler.schema import check_section
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, Instance, InstanceState, Problem
 from scaler_gcp.clients import (
     REQUEST_TIMEOUT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from scaler.schema import Field
+from scaler.config.fields import Field
 
 ZONE = r"[a-z]+-[a-z]+\d+-[a-z]"
 LABEL = r"[a-z][a-z0-9_-]{0,62}"

@@ -1,0 +1,197 @@
+"""Observations from, and reports to, the ClearML server through the real ``clearml`` SDK.
+
+Server and credentials resolve as the SDK resolves them (``CLEARML_*`` environment, then
+``clearml.conf``). Every read is one API call; any failure (server down, 5xx, garbage,
+timeout) becomes a missing observation (``None``) so the policy fails safe: nothing is
+scaled down while ClearML cannot be read. The SDK's default retries would block a call for
+hours, so the session here is built to fail fast and let the next tick try again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+from typing import Any
+
+from scaler.engine.policy import QueueObs, WorkerObs
+from scaler.types import Secret, ServerInfo
+
+log = logging.getLogger("scaler.clearml.queues")
+
+#: seconds an API call may take before this tick treats ClearML as unreadable
+DEFAULT_TIMEOUT = 15.0
+
+
+def server_info() -> ServerInfo:
+    """The ClearML server and the scaler's own credentials, without logging in."""
+    from clearml.backend_api import Session
+    from clearml.backend_api.session.defs import ENV_ACCESS_KEY, ENV_SECRET_KEY
+    from clearml.config import config_obj
+
+    def attempt(fn: Any) -> str:
+        try:
+            return str(fn(config_obj))
+        except Exception:
+            return ""
+
+    access = ENV_ACCESS_KEY.get(default=config_obj.get("api.credentials.access_key", None) or "") or ""
+    secret = ENV_SECRET_KEY.get(default=config_obj.get("api.credentials.secret_key", None) or "") or ""
+    return ServerInfo(
+        api_host=attempt(Session.get_api_server_host),
+        web_host=attempt(Session.get_app_server_host),
+        files_host=attempt(Session.get_files_server_host),
+        access_key=Secret(str(access)),
+        secret_key=Secret(str(secret)),
+    )
+
+
+def _timestamp(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return 0.0
+    return float(value or 0.0)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+class ClearMLSource:
+    """The :class:`~scaler.engine.reconciler.QueueSource` backed by a ClearML server."""
+
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+        self._client: Any = None
+        self._queue_ids: dict[str, str] = {}
+        # lease entries (scaler-lease:*) seen by the latest workers read; None before any read
+        self.lease_entries: dict[str, Any] | None = None
+
+    # The SDK reads host and keys when the session is created; one client per process.
+    def client(self) -> Any:
+        if self._client is None:
+            from clearml.backend_api.session.client import APIClient, StrictSession
+
+            timeout = self.timeout
+
+            class _FastSession(StrictSession):  # type: ignore[misc]
+                _session_timeout = (min(5.0, timeout), timeout)
+                _session_initial_timeout = (min(5.0, timeout), timeout)
+
+            no_retries = {"total": 0, "connect": 0, "read": 0, "redirect": 0, "status": 0}
+            session = _FastSession(http_retries_config=no_retries, initialize_logging=False)
+            self._client = APIClient(session=session)
+        return self._client
+
+    def _call(self, what: str, fn: Any) -> Any:
+        try:
+            return fn(self.client())
+        except Exception as exc:
+            log.warning("ClearML %s failed: %s", what, _describe(exc))
+            if "login" in str(exc).lower() or self._client is None:
+                self._client = None  # re-login next time
+            return None
+
+    def read(self, queues: list[str]) -> tuple[dict[str, QueueObs] | None, list[WorkerObs] | None]:
+        return self._read_queues(queues), self.read_workers()
+
+    def _read_queues(self, names: list[str]) -> dict[str, QueueObs] | None:
+        if not names:
+            return {}
+        pattern = "^(" + "|".join(re.escape(n) for n in names) + ")$"
+        found = self._call(
+            "queues.get_all",
+            lambda c: c.queues.get_all(name=pattern, only_fields=["id", "name", "entries"], search_hidden=True),
+        )
+        if found is None:
+            return None
+        out: dict[str, QueueObs] = {}
+        for queue in found:
+            name = getattr(queue, "name", None)
+            if name in names:
+                self._queue_ids[name] = queue.id
+                out[name] = QueueObs(name=name, pending=len(getattr(queue, "entries", None) or []), id=queue.id)
+        for name in names:
+            if name not in out:
+                out[name] = QueueObs(name=name, pending=0)  # not created yet: nothing waits in it
+        return out
+
+    def read_workers(self) -> list[WorkerObs] | None:
+        self.lease_entries = None
+        found = self._call("workers.get_all", lambda c: c.workers.get_all())
+        if found is None:
+            return None
+        workers = []
+        leases: dict[str, Any] = {}
+        for worker in found:
+            if str(worker.id).startswith("scaler-lease:"):
+                # a running scaler's lease (scaler.clearml.lease), not an agent: kept for the lease check
+                leases[str(worker.id)] = worker
+                continue
+            task = getattr(worker, "task", None)
+            queues = tuple(q.name for q in (getattr(worker, "queues", None) or []) if getattr(q, "name", None))
+            workers.append(
+                WorkerObs(
+                    id=str(worker.id),
+                    queues=queues,
+                    task=(getattr(task, "id", None) or None) if task else None,
+                    task_name=(getattr(task, "name", "") or "") if task else "",
+                    last_activity=_timestamp(getattr(worker, "last_activity_time", None)),
+                )
+            )
+        self.lease_entries = leases
+        return workers
+
+    def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:
+        """True when re-enqueued, False when there is nothing to do (task finished, deleted,
+        queue unknown), None when the server could not be asked (the loop tries again)."""
+        tasks = self._call("tasks.get_all", lambda c: c.tasks.get_all(id=[task_id], only_fields=["id", "status"]))
+        if tasks is None:
+            return None
+        if not tasks:
+            return False
+        status = getattr(tasks[0], "status", "") or ""
+        status = str(getattr(status, "value", status))  # the SDK returns a TaskStatusEnum, not a str
+        if status not in ("in_progress", "stopped", "failed"):
+            log.info("task %s is %s now; not re-enqueued", task_id, status)
+            return False
+        queue_id = self._queue_ids.get(queue)
+        if queue_id is None:
+            return False
+        note = f"clearml-scaler: {reason}"[:250]
+        if status == "in_progress":
+            done = self._call("tasks.stopped", lambda c: c.tasks.stopped(task=task_id, force=True, status_reason=note))
+            if done is None:
+                return None
+        enqueued = self._call(
+            "tasks.enqueue", lambda c: c.tasks.enqueue(task=task_id, queue=queue_id, status_reason=note)
+        )
+        return True if enqueued is not None else None
+
+    def server_info(self) -> ServerInfo:
+        return server_info()
+
+    def read_vaults(self) -> list[tuple[str, str]] | None:
+        """The owner's enabled config vaults on the server, as (description, HOCON text);
+        ``None`` when they cannot be read (a server without vault support answers none)."""
+
+        def fetch(client: Any) -> Any:
+            res = client.session.send_request("users", "get_vaults", params="enabled=true&types=config")
+            if res.status_code == 404:
+                return []
+            res.raise_for_status()
+            return res.json().get("data", {}).get("vaults", []) or []
+
+        vaults = self._call("users.get_vaults", fetch)
+        if vaults is None:
+            return None
+        return [
+            (f"server vault {v.get('description') or v.get('id') or i}", str(v.get("data") or ""))
+            for i, v in enumerate(vaults)
+            if isinstance(v, dict) and v.get("data")
+        ]

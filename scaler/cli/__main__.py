@@ -1,0 +1,5 @@
+"""``python -m scaler.cli``."""
+
+from scaler.cli import main
+
+main()

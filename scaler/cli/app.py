@@ -1,0 +1,140 @@
+"""The ``scaler`` typer app and what every command shares: loading plugins and a valid
+configuration, failing with one clear line, the console entry point. Commands live in the
+sibling modules, one per group; heavy modules (cloud SDKs, clearml) load lazily so ``--help``
+stays instant (set ``SCALER_DEBUG=1`` to see a traceback)."""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from scaler import __version__
+from scaler.errors import ConfigError, ScalerError
+
+if TYPE_CHECKING:
+    from scaler.config.model import Config
+    from scaler.host import PluginHost
+
+app = typer.Typer(
+    name="scaler",
+    help="Keep a fleet of cloud machines sized to the work waiting in ClearML queues.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Format(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+EXIT_INVALID = 1
+EXIT_UNREADABLE = 2
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"clearml-scaler {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Keep a fleet of cloud machines sized to the work waiting in ClearML queues."""
+
+
+def make_host() -> PluginHost:
+    from scaler.host import PluginHost
+
+    host = PluginHost()
+    for failure in host.failures:
+        typer.echo(
+            f"warning: plugin '{failure.name}' ({failure.distribution or 'unknown package'}) "
+            f"failed to load: {failure.error}",
+            err=True,
+        )
+    return host
+
+
+def load_or_exit(
+    host: PluginHost,
+    path: Path,
+    provider: str | None,
+    vault: Path | None,
+    server_vaults: list[tuple[str, str]] | None = None,
+) -> Config:
+    """Load a config for a command that needs a valid one; print every problem otherwise."""
+    from scaler.config.loading import ConfigFileError, load_config
+
+    if provider is not None:
+        host.provider(provider)  # unknown provider → PluginError listing the installed ones
+    try:
+        result = load_config(path, host, provider=provider, vault_path=vault, server_vaults=server_vaults or ())
+    except ConfigFileError as exc:
+        fail(str(exc), EXIT_UNREADABLE)
+    for problem in result.warnings:
+        typer.echo(f"warning: {problem.render()}", err=True)
+    if not result.ok or result.config is None:
+        for problem in result.errors:
+            typer.echo(f"error: {problem.render()}", err=True)
+        fail(f"{path}: {len(result.errors)} problem(s); fix them or run `scaler validate-config {path}`", EXIT_INVALID)
+    return result.config
+
+
+class StoppedBeforeStart(BaseException):
+    """SIGTERM reached ``scaler run`` before its loop (and its own handlers) started.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so no ``except Exception`` on the way swallows it.
+    """
+
+
+def stop_before_start(signum: int, frame: Any) -> None:
+    raise StoppedBeforeStart()
+
+
+def main() -> None:
+    """Console entry point: run the app and turn any error into one line and an exit code."""
+    try:
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except (ConfigError, ScalerError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except StoppedBeforeStart:
+        typer.echo("stopped (SIGTERM) before the loop started; nothing was changed", err=True)
+        sys.exit(0)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and anything unexpected
+        # usage errors of (typer's vendored) click: show them the way click does
+        code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "show") and isinstance(code, int):
+            exc.show()
+            sys.exit(code)
+        if type(exc).__name__ == "Abort":
+            sys.exit(1)
+        if os.environ.get("SCALER_DEBUG"):
+            traceback.print_exc()
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (set SCALER_DEBUG=1 for details)", err=True)
+        sys.exit(70)

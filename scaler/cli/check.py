@@ -1,0 +1,156 @@
+"""``validate-config``, ``providers``, ``render-init-script``, ``console-output``: looking at a
+configuration and the installed plugins without running the loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from scaler.cli.app import (
+    EXIT_INVALID,
+    EXIT_UNREADABLE,
+    Format,
+    app,
+    fail,
+    load_or_exit,
+    make_host,
+)
+
+if TYPE_CHECKING:
+    from scaler.config.loading import LoadResult
+
+
+@app.command("validate-config")
+def validate_config(
+    file: Annotated[Path, typer.Argument(help="HOCON (or JSON) configuration file.")],
+    provider: Annotated[
+        str | None, typer.Option(help="Provider the config is for (checks its sections as required).")
+    ] = None,
+    vault: Annotated[Path | None, typer.Option(help="Vault file merged over the config first.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    check_cloud: Annotated[
+        bool, typer.Option("--check-cloud", help="Also ask the cloud (images, types, network, permissions).")
+    ] = False,
+) -> None:
+    """Check a configuration: every problem at once, with its path. Exit 0 valid, 1 invalid, 2 unreadable."""
+    from scaler.config.loading import ConfigFileError, load_config
+
+    host = make_host()
+    if provider is not None and provider not in host.provider_names():
+        host.provider(provider)
+    try:
+        result = load_config(file, host, provider=provider, vault_path=vault)
+    except ConfigFileError as exc:
+        if fmt is Format.json:
+            typer.echo(json.dumps({"file": str(file), "valid": False, "readable": False, "error": str(exc)}))
+            raise typer.Exit(EXIT_UNREADABLE) from None
+        fail(str(exc), EXIT_UNREADABLE)
+    if check_cloud and result.ok and result.config is not None:
+        if not provider:
+            fail("--check-cloud needs --provider", EXIT_INVALID)
+        result.problems.extend(host.provider(provider).check_cloud(result.config))
+    _report(file, result, fmt)
+    raise typer.Exit(0 if not result.errors else EXIT_INVALID)
+
+
+def _report(file: Path, result: LoadResult, fmt: Format) -> None:
+    from scaler.config.loading import problems_as_json
+
+    if fmt is Format.json:
+        out: dict[str, Any] = {
+            "file": str(file),
+            "valid": not result.errors,
+            "errors": len(result.errors),
+            "warnings": len(result.warnings),
+            "problems": problems_as_json(result.problems),
+        }
+        if result.config is not None:
+            out["resources"] = [r.name for r in result.config.resources]
+        typer.echo(json.dumps(out, indent=2))
+        return
+    for problem in result.problems:
+        typer.echo(("error: " if problem.severity == "error" else "") + problem.render())
+    if result.errors:
+        typer.echo(f"{file}: invalid ({len(result.errors)} error(s), {len(result.warnings)} warning(s))")
+    else:
+        config = result.config
+        assert config is not None
+        names = ", ".join(r.name for r in config.resources)
+        provider = f"provider {config.provider_name}; " if config.provider_name else ""
+        typer.echo(
+            f"{file}: valid ({provider}{len(config.resources)} resource(s): {names}"
+            + (f"; {len(result.warnings)} warning(s)" if result.warnings else "")
+            + ")"
+        )
+
+
+@app.command()
+def providers(
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+) -> None:
+    """List installed provider plugins (and plugins that failed to load)."""
+    host = make_host()
+    rows = [host.plugins[name] for name in host.provider_names()]
+    if fmt is Format.json:
+        typer.echo(
+            json.dumps(
+                {
+                    "providers": [
+                        {"name": p.name, "package": p.distribution, "version": p.version, "builtin": p.builtin}
+                        for p in rows
+                    ],
+                    "failed": [{"name": f.name, "package": f.distribution, "error": f.error} for f in host.failures],
+                },
+                indent=2,
+            )
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Installed providers")
+    for column in ("provider", "package", "version", ""):
+        table.add_column(column)
+    for info in rows:
+        table.add_row(info.name, info.distribution, info.version, "built-in" if info.builtin else "")
+    for failure in host.failures:
+        table.add_row(failure.name, failure.distribution, "", f"FAILED: {failure.error}")
+    Console(markup=False).print(table)
+
+
+@app.command("render-init-script")
+def render_init_script(
+    config: Annotated[Path, typer.Option(help="Configuration file.")],
+    resource: Annotated[str, typer.Option(help="Resource name.")],
+    provider: Annotated[str, typer.Option(help="Provider whose machine will run the script.")] = "simulated",
+    vault: Annotated[Path | None, typer.Option(help="Vault file merged over the config.")] = None,
+    show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Print secrets instead of masks.")] = False,
+) -> None:
+    """Print the init script a machine of RESOURCE boots with (secrets masked)."""
+    from scaler.clearml.queues import server_info
+    from scaler.engine.render import render_init_script as render
+    from scaler.types import RenderContext
+
+    host = make_host()
+    cfg = load_or_exit(host, config, provider, vault)
+    found = cfg.resource(resource)
+    if found is None:
+        fail(f"no resource named '{resource}' in {config}; resources: {', '.join(r.name for r in cfg.resources)}")
+    context = RenderContext(server_info(), reveal_secrets=show_secrets)
+    typer.echo(render(host, cfg, found, context), nl=False)
+
+
+@app.command("console-output")
+def console_output(
+    instance: Annotated[str, typer.Argument(help="Instance id (as `scaler status` shows it).")],
+    provider: Annotated[str, typer.Option(help="Provider of the instance.")],
+    config: Annotated[Path, typer.Option(help="Configuration file.")],
+    vault: Annotated[Path | None, typer.Option(help="Vault file merged over the config.")] = None,
+) -> None:
+    """Print an instance's console output (boot log)."""
+    host = make_host()
+    cfg = load_or_exit(host, config, provider, vault)
+    typer.echo(host.provider(provider).console_output(cfg, instance), nl=False)

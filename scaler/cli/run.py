@@ -1,0 +1,223 @@
+"""``scaler run``: the loop, locally or as a ClearML task (``--remote``)."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from scaler import __version__
+from scaler.cli.app import (
+    app,
+    fail,
+    load_or_exit,
+    make_host,
+    stop_before_start,
+)
+from scaler.errors import ScalerError
+
+if TYPE_CHECKING:
+    pass
+
+
+class LogFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+def _read_server_vaults(source: Any, give_up: bool) -> list[tuple[str, str]] | None:
+    """The server's vaults; a daemon waits for the server (it could not act without it anyway),
+    a one-shot run gives up at once. SIGTERM/SIGINT stop the wait."""
+    import signal
+    import threading
+
+    found = source.read_vaults()
+    if found is not None or give_up:
+        return found
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while found is None and not stop.is_set():
+            typer.echo(
+                "warning: cannot read the ClearML server's vaults; retrying in 10s "
+                "(--no-server-vault to start without them)",
+                err=True,
+            )
+            stop.wait(10)
+            found = source.read_vaults()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if found is None:
+        raise typer.Exit(0)  # asked to stop while waiting: nothing was started
+    return found
+
+
+@app.command()
+def run(
+    provider: Annotated[str, typer.Option(help="Cloud provider plugin (see `scaler providers`).")],
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Configuration file (HOCON or JSON). Inside a ClearML task: the task's configuration."),
+    ] = None,
+    vault: Annotated[Path | None, typer.Option(help="Vault file merged over the config.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one tick and exit.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Log the actions without calling the provider.")] = False,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_format: Annotated[LogFormat, typer.Option(help="Log line format.")] = LogFormat.text,
+    server_vault: Annotated[
+        bool,
+        typer.Option("--server-vault/--no-server-vault", help="Merge the ClearML server's config vaults of this user."),
+    ] = True,
+    state_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="State file for `scaler status` (default ~/.cache/clearml-scaler/<name>.json; "
+            "with --dry-run only when given)."
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).", min=0, max=65535)
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address the metrics server listens on.")] = "0.0.0.0",
+    remote: Annotated[
+        bool, typer.Option("--remote", help="Create a ClearML task running this scaler and enqueue it, then exit.")
+    ] = False,
+    queue: Annotated[str, typer.Option(help="With --remote: queue the task is enqueued in.")] = "services",
+    project: Annotated[str, typer.Option(help="With --remote: ClearML project of the task.")] = "DevOps",
+    package: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --remote: pip requirement of the task (repeatable; default: this clearml-scaler "
+            "and the provider's plugin, pinned)."
+        ),
+    ] = None,
+    docker: Annotated[str | None, typer.Option(help="With --remote: docker image the agent runs the task in.")] = None,
+) -> None:
+    """Run the loop: launch machines for waiting tasks, terminate idle ones.
+
+    SIGINT/SIGTERM finish the current tick and exit 0, leaving the fleet as it is.
+    """
+    import signal
+
+    # until the loop installs its own handlers nothing has been changed: SIGTERM just stops
+    signal.signal(signal.SIGTERM, stop_before_start)
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}", 2)
+    if remote:
+        if config is None:
+            fail("missing option '--config': --remote sends that file to the task", 2)
+        _run_remote(
+            provider,
+            config,
+            vault,
+            queue=queue,
+            project=project,
+            packages=package,
+            docker=docker,
+            args=_remote_args(provider, dry_run, log_format.value, metrics_port, metrics_host),
+            log_level=log_level,
+        )
+        return
+
+    from scaler.clearml import task as clearml_task
+    from scaler.clearml.queues import ClearMLSource
+    from scaler.engine.reconciler import Reconciler
+    from scaler.ops import observers
+    from scaler.ops.logs import setup_logging
+
+    task = clearml_task.attach()  # before logging is set up: the SDK wraps the output streams
+    if task is not None and clearml_task.running_in_agent():
+        config, task_vault = clearml_task.config_from_task(task)
+        vault = vault or task_vault
+    elif config is None:
+        fail("missing option '--config' (only a scaler running inside a ClearML task reads the task's)", 2)
+    setup_logging(log_level, log_format.value)
+    host = make_host()
+    chosen = host.provider(provider)  # an unknown or broken provider is reported before anything is contacted
+    source = ClearMLSource()
+    vaults: list[tuple[str, str]] = []
+    if server_vault:
+        found = _read_server_vaults(source, once or dry_run)
+        if found is None:
+            fail(
+                "cannot read the ClearML server's vaults; start again when the server is reachable, "
+                "or pass --no-server-vault"
+            )
+        vaults = found
+    cfg = load_or_exit(host, config, provider, vault, vaults)
+    from scaler.clearml.lease import Lease
+
+    lease = None if dry_run else Lease(source, cfg.scaler.name, ttl=3 * cfg.scaler.polling_interval)
+    reconciler = Reconciler(cfg, host, chosen, source, dry_run=dry_run, lease=lease)
+    try:
+        metrics = observers.attach(
+            reconciler, task=task, state_file=state_file, metrics_port=metrics_port, metrics_host=metrics_host
+        )
+    except OSError as exc:
+        fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror or exc}")
+    try:
+        reconciler.run(once=once)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _remote_args(
+    provider: str, dry_run: bool, log_format: str, metrics_port: int | None, metrics_host: str
+) -> list[str]:
+    """The ``scaler run`` arguments of the task's entry point."""
+    args = ["run", "--provider", provider, "--log-format", log_format]
+    if dry_run:
+        args.append("--dry-run")
+    if metrics_port is not None:
+        args += ["--metrics-port", str(metrics_port), "--metrics-host", metrics_host]
+    return args
+
+
+def _run_remote(
+    provider: str,
+    config: Path,
+    vault: Path | None,
+    *,
+    queue: str,
+    project: str,
+    packages: list[str] | None,
+    docker: str | None,
+    args: list[str],
+    log_level: str,
+) -> None:
+    from scaler.clearml.task import create_task
+    from scaler.config.loading import read_text
+
+    host = make_host()
+    cfg = load_or_exit(host, config, provider, vault)  # the task's configuration must be valid here already
+    info = host.plugins[provider]
+    if packages is None:
+        packages = [f"clearml-scaler=={__version__}"]
+        if not info.builtin and info.distribution:
+            packages.append(f"{info.distribution}=={info.version}" if info.version else info.distribution)
+    try:
+        task = create_task(
+            name=cfg.scaler.name,
+            provider=provider,
+            config_text=read_text(config),
+            vault_text=read_text(vault, "vault file") if vault is not None else None,
+            args=args,
+            project=project,
+            queue=queue,
+            log_level=log_level,
+            packages=packages,
+            docker=docker,
+        )
+    except ScalerError as exc:
+        fail(str(exc))
+    typer.echo(f"created task {task.id} '{cfg.scaler.name}' in project '{project}' and enqueued it in '{queue}'")
+    try:
+        typer.echo(f"  {task.get_output_log_web_page()}")
+    except Exception:  # only a convenience link: the task exists and is queued either way
+        typer.echo("  (no web link: the server did not say where its web UI is)")
+    typer.echo("  configuration: the task's configuration object 'scaler' (edit it in the UI, then restart the task)")
+    typer.echo("  log level: the task's user property 'log_level' (read every tick)")

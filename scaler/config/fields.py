@@ -1,0 +1,351 @@
+"""A small declarative schema for config sections, shared by core and provider plugins.
+
+One pass over a section both validates it (every problem at once, each with its dotted
+path, what was found and what would be valid, and the closest known key for a typo) and
+normalises it (defaults applied, durations in seconds, secrets wrapped in :class:`Secret`).
+Plugins describe their sections with the same :class:`Field` so their errors read like
+core's. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scaler.types import Problem, Secret
+
+_MISSING: Any = object()
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30s``/``15m``/``2h``/``1d``, plain numbers (minutes) or pyhocon's parsed
+    duration objects. Raises ``ValueError`` with a message naming what would be valid."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a duration like 30s, 15m, 2h or a number of minutes, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value) * 60
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    # dateutil.relativedelta, which pyhocon returns for `30s`, `15m`, `2h`, `1d` literals
+    if hasattr(value, "normalized") and hasattr(value, "seconds") and hasattr(value, "days"):
+        if getattr(value, "months", 0) or getattr(value, "years", 0):
+            raise ValueError("months and years are not allowed in durations; use days (d) or hours (h)")
+        return float(
+            value.days * 86400 + value.hours * 3600 + value.minutes * 60 + value.seconds + value.microseconds / 1e6
+        )
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match:
+            number, unit = float(match.group(1)), (match.group(2) or "m")
+            key = "ms" if unit == "ms" else unit[0]
+            return number * _UNIT_SECONDS[key]
+    raise ValueError(f"must be a duration like 30s, 15m, 2h or a number of minutes, got {value!r}")
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact ``30s``/``15m``/``2h`` spelling of a number of seconds."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a config section.
+
+    ``kind`` is one of ``str``, ``text`` (multi-line string), ``secret``, ``int``, ``float``,
+    ``bool``, ``duration``, ``choice``, ``list`` (of strings), ``dict`` (free-form mapping),
+    ``section`` (nested :attr:`fields`) or ``any``.
+    """
+
+    name: str
+    kind: str
+    doc: str = ""
+    default: Any = _MISSING
+    required: bool = False
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None  # full-match regex for str values / list items
+    pattern_hint: str = ""  # human spelling of the pattern, e.g. "ami-<8 or 17 hex digits>"
+    non_empty: bool = False
+    fields: tuple[Field, ...] = ()
+    check: Callable[[Any], str | None] | None = None  # extra check on the normalised value
+    example: str = ""
+    #: a secret's environment variable: what ``init``/``export``/``import`` write as ``${?ENV}``
+    env: str = ""
+    #: ClearML vault keys (``auto_scaler.v1.<provider> { aws_region = ... }``) that set this field
+    vault: tuple[str, ...] = ()
+    #: the ``scaler init`` question for a field worth asking (empty: not asked, default taken)
+    ask: str = ""
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not _MISSING
+
+
+@dataclass(frozen=True)
+class Section:
+    """A configuration section a plugin declares through ``scaler_config_sections``.
+
+    ``fields`` describe the top-level ``<name> { ... }`` section, ``resource_fields`` each
+    resource's ``resources[i].<name> { ... }``. Core validates, normalises, masks, documents,
+    maps vault keys onto and asks for both from this declaration alone.
+    """
+
+    name: str
+    doc: str
+    fields: tuple[Field, ...] = ()
+    resource_fields: tuple[Field, ...] = ()
+
+
+Schema = Sequence[Field]
+
+
+@dataclass
+class Checked:
+    """Result of :func:`check_section`: normalised values plus every problem found."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+
+def join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def suggest(key: str, known: Sequence[str], *, list_all: bool = True) -> str:
+    """``; did you mean 'max_idle_time'?`` for a near miss, else the list of valid keys."""
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f"; valid keys: {', '.join(sorted(known))}" if known and list_all else ""
+
+
+def type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> Any:
+    """Normalise one present value; append problems and return _MISSING when invalid."""
+
+    def bad(message: str) -> Any:
+        problems.append(Problem(path, message))
+        return _MISSING
+
+    kind = spec.kind
+    if kind == "any":
+        return value
+    if kind in ("str", "text", "secret", "choice"):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            return bad(f"must be a string, got {type_name(value)}")
+        text = str(value)
+        if kind == "choice" and text not in spec.choices:
+            return bad(
+                f"must be one of {', '.join(spec.choices)}, got {text!r}{suggest(text, spec.choices, list_all=False)}"
+            )
+        if spec.non_empty and not text.strip():
+            return bad("must not be empty")
+        if spec.pattern and text and not re.fullmatch(spec.pattern, text):
+            return bad(f"must look like {spec.pattern_hint or spec.pattern}, got {text!r}")
+        return Secret(text) if kind == "secret" else text
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "yes", "on")
+        return bad(f"must be true or false, got {value!r}")
+    if kind in ("int", "float"):
+        number: float
+        if isinstance(value, bool):
+            return bad(f"must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = int(value) if kind == "int" else float(value)
+            except ValueError:
+                return bad(f"must be {'an integer' if kind == 'int' else 'a number'}, got {value!r}")
+        else:
+            return bad(f"must be a number, got {type_name(value)}")
+        if kind == "int":
+            if isinstance(number, float) and not number.is_integer():
+                return bad(f"must be a whole number, got {value!r}")
+            number = int(number)
+        if number != number or number in (float("inf"), float("-inf")):
+            return bad(f"must be a finite number, got {value!r}")
+        if spec.min is not None and number < spec.min:
+            return bad(f"must be ≥ {spec.min:g}, got {number:g}")
+        if spec.max is not None and number > spec.max:
+            return bad(f"must be ≤ {spec.max:g}, got {number:g}")
+        return number
+    if kind == "duration":
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            return bad(str(exc))
+        if spec.min is not None and seconds < spec.min:
+            return bad(f"must be at least {format_duration(spec.min)}, got {format_duration(seconds)}")
+        return seconds
+    if kind == "list":
+        if isinstance(value, str):
+            # a single string where a list is expected: accept "a,b" the way ClearML's app does
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, (list, tuple)):
+            return bad(f"must be a list of strings, got {type_name(value)}")
+        items: list[str] = []
+        for index, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+                problems.append(Problem(join(path, index), f"must be a string, got {type_name(item)}"))
+                continue
+            text = str(item)
+            if spec.pattern and not re.fullmatch(spec.pattern, text):
+                problems.append(
+                    Problem(join(path, index), f"must look like {spec.pattern_hint or spec.pattern}, got {text!r}")
+                )
+                continue
+            items.append(text)
+        if spec.non_empty and not items:
+            return bad("must not be empty")
+        return items
+    if kind == "dict":
+        if not isinstance(value, Mapping):
+            return bad(f"must be an object ({{ key = value }}), got {type_name(value)}")
+        return dict(value)
+    if kind == "section":
+        if not isinstance(value, Mapping):
+            return bad(f"must be an object ({{ key = value }}), got {type_name(value)}")
+        sub = check_section(value, spec.fields, path)
+        problems.extend(sub.problems)
+        return sub.values
+    raise AssertionError(f"unknown field kind {kind!r}")
+
+
+def check_section(
+    data: Mapping[str, Any] | None, schema: Schema, path: str, *, allow_unknown: Sequence[str] = ()
+) -> Checked:
+    """Validate and normalise one mapping against ``schema``.
+
+    Unknown keys are errors with the closest known key suggested, except names listed in
+    ``allow_unknown`` (sections that another plugin validates).
+    """
+    result = Checked()
+    data = data or {}
+    known = {spec.name: spec for spec in schema}
+    for key in data:
+        if key not in known and key not in allow_unknown:
+            result.problems.append(
+                Problem(join(path, key), f"unknown key '{key}'{suggest(key, [*known, *allow_unknown])}")
+            )
+    for spec in schema:
+        where = join(path, spec.name)
+        if spec.name not in data or data[spec.name] is None:
+            if spec.required:
+                hint = f" (e.g. {spec.example})" if spec.example else ""
+                result.problems.append(Problem(where, f"is required{hint}"))
+            elif spec.kind == "section":
+                result.values[spec.name] = check_section({}, spec.fields, where).values
+            elif spec.has_default:
+                default = spec.default
+                result.values[spec.name] = Secret(default) if spec.kind == "secret" else default
+            continue
+        before = len(result.problems)
+        value = _normalise(spec, data[spec.name], where, result.problems)
+        if value is _MISSING:
+            continue
+        if spec.check is not None and len(result.problems) == before:
+            message = spec.check(value)
+            if message:
+                result.problems.append(Problem(where, message))
+                continue
+        result.values[spec.name] = value
+    return result
+
+
+def defaults(schema: Schema) -> dict[str, Any]:
+    """The defaults of a schema as a plain nested mapping (for docs, export and the wizard)."""
+    out: dict[str, Any] = {}
+    for spec in schema:
+        if spec.kind == "section":
+            out[spec.name] = defaults(spec.fields)
+        elif spec.has_default:
+            out[spec.name] = spec.default
+    return out
+
+
+def check_provider_sections(
+    config: Mapping[str, Any],
+    name: str,
+    provider: str | None,
+    top: Schema,
+    per_resource: Schema,
+    *,
+    resource_required: bool = True,
+) -> list[Problem]:
+    """The usual ``scaler_validate_config`` of a provider plugin called ``name``.
+
+    Checks the top-level ``name { ... }`` section and every ``resources[i].name { ... }``.
+    When ``provider == name`` both are required (a resource without its section cannot be
+    launched); otherwise they are checked only where present.
+    """
+    if not isinstance(config, Mapping):
+        return []
+    problems: list[Problem] = []
+    chosen = provider == name
+    section = config.get(name)
+    if section is not None or chosen:
+        if section is not None and not isinstance(section, Mapping):
+            problems.append(Problem(name, f"must be an object ({{ key = value }}), got {type_name(section)}"))
+        else:
+            problems += check_section(section, top, name).problems
+    resources = config.get("resources")
+    if not isinstance(resources, list):
+        return problems
+    for index, item in enumerate(resources):
+        if not isinstance(item, Mapping):
+            continue
+        where = f"resources[{index}].{name}"
+        sub = item.get(name)
+        if sub is None:
+            if chosen and resource_required:
+                required = [f.name for f in per_resource if f.required]
+                problems.append(
+                    Problem(
+                        where,
+                        f"is required for provider '{name}' (with {', '.join(required)})"
+                        if required
+                        else f"is required for provider '{name}'",
+                    )
+                )
+            continue
+        if not isinstance(sub, Mapping):
+            problems.append(Problem(where, f"must be an object ({{ key = value }}), got {type_name(sub)}"))
+            continue
+        problems += check_section(sub, per_resource, where).problems
+    return problems

@@ -1,0 +1,314 @@
+"""Reading HOCON files, merging the vault, validating through every plugin, building the
+typed :class:`~scaler.config.model.Config`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scaler.config.fields import check_section
+from scaler.config.model import AgentCredentials, Config, GitSettings, Resource, ScalerSettings
+from scaler.config.sections import RESOURCE_FIELDS, SCALER_SECTION
+from scaler.config.vault import VaultMerge, merge_vault
+from scaler.errors import ConfigError
+from scaler.types import Problem, Secret
+
+if TYPE_CHECKING:
+    from scaler.host import PluginHost
+
+
+class ConfigFileError(ConfigError):
+    """The file cannot be read at all (missing, a directory, not text): exit code 2."""
+
+
+@dataclass
+class LoadResult:
+    """Everything ``validate-config`` and ``run`` need to know about a config file."""
+
+    config: Config | None
+    problems: list[Problem] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    vault: VaultMerge | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.errors
+
+
+def read_text(path: str | Path, what: str = "config file") -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigFileError(f"{what} {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigFileError(f"{what} {str(path)!r} is a directory, not a file") from None
+    except PermissionError:
+        raise ConfigFileError(f"{what} {str(path)!r} cannot be read (permission denied)") from None
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{what} {str(path)!r} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigFileError(f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+
+
+def parse_hocon(text: str, *, source: str, base_dir: str | Path | None = None) -> tuple[dict[str, Any], list[Problem]]:
+    """Parse HOCON (includes and ``${?ENV}`` substitution resolved) into plain nested dicts.
+
+    Syntax errors and unresolved required substitutions come back as problems with a line.
+    """
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        # JSON is valid HOCON with the same meaning (no includes, no substitutions outside strings);
+        # json is ~100x faster than pyhocon, which rebuilds its grammar on every parse
+        try:
+            loaded = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            if isinstance(loaded, dict):
+                return _plain(loaded), []
+    from pyhocon import ConfigFactory  # imported here: it is slow to import and `--help` must be fast
+    from pyhocon.exceptions import ConfigException
+
+    try:
+        import pyparsing
+    except ImportError:  # pragma: no cover - pyhocon depends on pyparsing
+        pyparsing = None  # type: ignore[assignment]
+
+    parse_errors: tuple[type[BaseException], ...] = (ConfigException,)
+    if pyparsing is not None:
+        parse_errors += (pyparsing.ParseBaseException,)
+    try:
+        tree = ConfigFactory.parse_string(text, basedir=str(base_dir) if base_dir else None, resolve=True)
+    except parse_errors as exc:
+        line = getattr(exc, "lineno", None) or getattr(exc, "line_number", None)
+        message = str(getattr(exc, "msg", None) or exc).strip()
+        var = re.search(r"Cannot resolve variable \$\{(\w[^}]*)\}", message)
+        if var:
+            name = var.group(1)
+            message = (
+                f"${{{name}}} is not set: export {name} in the environment or write ${{?{name}}} to make it optional"
+            )
+            line = locate_text(text, "${" + name)
+        else:
+            message = f"HOCON syntax error: {message.splitlines()[0] if message else exc.__class__.__name__}"
+        return {}, [Problem(source, message, line=line if isinstance(line, int) else None)]
+    except RecursionError:
+        return {}, [Problem(source, "HOCON nesting is too deep")]
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        # pyhocon raises plain Python errors on some malformed input
+        return {}, [Problem(source, f"cannot be parsed as HOCON: {exc.__class__.__name__}: {exc}")]
+    plain = tree.as_plain_ordered_dict() if hasattr(tree, "as_plain_ordered_dict") else tree
+    return _plain(plain), []
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def locate_text(text: str, needle: str) -> int | None:
+    index = text.find(needle)
+    return text.count("\n", 0, index) + 1 if index >= 0 else None
+
+
+def locate_line(text: str, path: str) -> int | None:
+    """Best-effort line of a dotted path: the line of its last key when that key occurs once.
+
+    pyhocon keeps no positions, so this searches the source; ambiguous keys get no line.
+    """
+    key = re.split(r"[.\[]", path.rstrip("]"))[-1].strip('"')
+    if not key or key.isdigit():
+        return None
+    hits = [m for m in re.finditer(rf'(?m)(?:^|[\s{{,])"?{re.escape(key)}"?\s*(?:[=:{{]|\+=)', text)]
+    if len(hits) != 1:
+        return None
+    return text.count("\n", 0, hits[0].start()) + 1 + (1 if text[hits[0].start()] == "\n" else 0)
+
+
+def _secret(value: Any) -> Secret:
+    return value if isinstance(value, Secret) else Secret(str(value or ""))
+
+
+def build_config(
+    raw: Mapping[str, Any],
+    *,
+    provider: str = "",
+    vault: VaultMerge | None = None,
+    source: str = "",
+) -> Config:
+    """The typed config from a raw config that validated without errors."""
+    scaler = check_section(raw.get("scaler"), SCALER_SECTION, "scaler").values
+    git = scaler.pop("git")
+    creds = scaler.pop("agent_credentials")
+    settings = ScalerSettings(
+        **scaler,
+        git=GitSettings(user=git["user"], password=_secret(git["password"])),
+        agent_credentials=AgentCredentials(_secret(creds["access_key"]), _secret(creds["secret_key"])),
+    )
+    resources = []
+    for index, item in enumerate(raw.get("resources") or []):
+        values = check_section(item, RESOURCE_FIELDS, f"resources[{index}]", allow_unknown=list(item)).values
+        values["extra_agent_args"] = tuple(values["extra_agent_args"])
+        section = item.get(provider) if provider else None
+        resources.append(Resource(**values, provider=dict(section) if isinstance(section, Mapping) else {}))
+    provider_settings = raw.get(provider) if provider else None
+    return Config(
+        scaler=settings,
+        resources=tuple(resources),
+        provider_name=provider,
+        provider_settings=dict(provider_settings) if isinstance(provider_settings, Mapping) else {},
+        vault_scripts=tuple(vault.scripts) if vault else (),
+        vault_clearml_conf=tuple(vault.clearml_conf) if vault else (),
+        source=source,
+        raw=dict(raw),
+    )
+
+
+def load_config(
+    path: str | Path,
+    host: PluginHost,
+    *,
+    provider: str | None = None,
+    vault_path: str | Path | None = None,
+    vault_text: str | None = None,
+    server_vaults: Sequence[tuple[str, str]] = (),
+) -> LoadResult:
+    """Read, merge the vaults, validate through every plugin, and build the typed config.
+
+    ``server_vaults`` are ``(description, HOCON text)`` pairs read from the ClearML server;
+    they merge first, then the ``--vault`` file (the more explicit source wins).
+    Raises :class:`ConfigFileError` only when a file cannot be read; everything else is a
+    problem in the result, so a caller can show all of them at once.
+    """
+    text = read_text(path)
+    raw, problems = parse_hocon(text, source=str(path), base_dir=Path(path).resolve().parent)
+    if problems:
+        return LoadResult(None, problems)
+    result = LoadResult(None, raw=raw)
+
+    vault: VaultMerge | None = None
+    if vault_path is not None and vault_text is None:
+        vault_text = read_text(vault_path, "vault file")
+    sources = list(server_vaults)
+    if vault_text is not None:
+        sources.append((str(vault_path or "vault"), vault_text))
+    for source, body in sources:
+        merged, raw = _apply_vault(raw, body, host, provider, source, result.problems)
+        vault = _combine(vault, merged)
+    result.vault = vault
+    result.raw = raw
+
+    providers = host.provider_names()
+    for found in host.validate(raw, provider, providers):
+        origin = _vault_origin(vault, found.path)
+        if origin:  # the value came from the vault: say so instead of pointing into the config file
+            found = Problem(f"{found.path} (from vault {origin})", found.message, found.severity)
+        elif found.line is None and not found.path.startswith("vault"):
+            found = Problem(found.path, found.message, found.severity, locate_line(text, found.path))
+        result.problems.append(found)
+    # a value that came from the environment may be a secret placed in the wrong key: never echo it
+    hidden = _substituted_values(text, *(body for _, body in sources))
+    if hidden:
+        result.problems = [_redact(p, hidden) for p in result.problems]
+    if not result.errors:
+        result.config = build_config(raw, provider=provider or "", vault=vault, source=str(path))
+    return result
+
+
+_SUBSTITUTION = re.compile(r"\$\{\??\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}")
+
+
+def _substituted_values(*texts: str) -> list[str]:
+    values = {os.environ.get(name, "") for text in texts for name in _SUBSTITUTION.findall(text)}
+    return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+
+def _redact(problem: Problem, values: list[str]) -> Problem:
+    message = problem.message
+    for value in values:
+        message = message.replace(value, Secret.MASK)
+    return problem if message == problem.message else Problem(problem.path, message, problem.severity, problem.line)
+
+
+def _combine(first: VaultMerge | None, then: VaultMerge | None) -> VaultMerge | None:
+    """Two vault merges in a row: texts accumulate, the later settings win."""
+    if first is None or then is None:
+        return then or first
+    return VaultMerge(
+        raw=then.raw,
+        scripts=first.scripts + then.scripts,
+        clearml_conf=first.clearml_conf + then.clearml_conf,
+        problems=first.problems + then.problems,
+        matched=first.matched + then.matched,
+        applied={**first.applied, **then.applied},
+    )
+
+
+def _vault_origin(vault: VaultMerge | None, path: str) -> str:
+    if vault is None:
+        return ""
+    for config_path, vault_path in vault.applied.items():
+        if path == config_path or path.startswith(config_path + ".") or path.startswith(config_path + "["):
+            return vault_path
+    return ""
+
+
+def _apply_vault(
+    raw: dict[str, Any],
+    vault_text: str,
+    host: PluginHost,
+    provider: str | None,
+    source: str,
+    problems: list[Problem],
+) -> tuple[VaultMerge | None, dict[str, Any]]:
+    scaler = raw.get("scaler") if isinstance(raw.get("scaler"), Mapping) else {}
+    assert isinstance(scaler, Mapping)
+    if scaler.get("apply_vault", True) is False:
+        if not any(p.message.startswith("not merged: scaler.apply_vault") for p in problems):
+            problems.append(Problem("vault", "not merged: scaler.apply_vault is false", severity="warning"))
+        return None, raw
+    ignore = scaler.get("ignore_vault_parsing_errors", False) is True
+    if not provider:
+        problems.append(
+            Problem("vault", "needs --provider to know which auto_scaler.v1.<provider> applies", severity="warning")
+        )
+        return None, raw
+    vault_tree, parse_problems = parse_hocon(vault_text, source="vault")
+    if parse_problems:
+        for p in parse_problems:
+            message = f"{source}: {p.message}"
+            if ignore:
+                message += "; vault ignored (ignore_vault_parsing_errors)"
+            problems.append(Problem("vault", message, "warning" if ignore else "error", p.line))
+        return None, raw
+    prefix = str(scaler.get("workers_prefix", "dynamic_worker"))
+    merged = merge_vault(
+        raw,
+        vault_tree,
+        provider=provider,
+        workers_prefix=prefix,
+        key_map=host.vault_keys(provider),
+        ignore_errors=ignore,
+    )
+    problems.extend(merged.problems)
+    return merged, merged.raw
+
+
+def problems_as_json(problems: Sequence[Problem]) -> list[dict[str, Any]]:
+    return [{"path": p.path, "line": p.line, "severity": p.severity, "message": p.message} for p in problems]

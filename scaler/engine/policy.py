@@ -1,0 +1,735 @@
+"""The scaler's decisions, as one pure function.
+
+:func:`decide` takes what the loop observed (queues, workers, owned instances — any of
+which may be missing when its source could not be read), the config, the current time and
+the small in-memory state carried between ticks, and returns the actions to take with a
+human-readable reason each, plus the next state. It does no I/O, so it is tested on tables
+of cases (``tests/test_policy.py``).
+
+Rules (see docs/how-it-works.md):
+
+* demand per queue = pending tasks − idle own workers on it − own instances still booting;
+  resources of the queue are filled in config order up to ``max_instances`` each, spilling
+  to the next one when a resource is full, out of capacity, or its spot market is failing;
+* fleet-wide caps ``max_instances_total`` and ``max_hourly_cost`` hold launches back;
+* an idle worker ≥ ``max_idle_time`` → terminate its instance, unless a queue it serves has
+  pending tasks; a busy worker is never terminated;
+* no worker ``stuck_timeout`` after launch (or after its worker was last seen) → terminate
+  (console captured first);
+* instances of unconfigured resources → ``orphans`` = terminate (once idle) | keep;
+* ClearML unreadable → nothing is scaled down and nothing launched; cloud unreadable →
+  nothing launched;
+* a task whose machine vanished while running it is re-enqueued (once per machine); a worker
+  of the fleet's prefix whose machine this fleet never owned is reported, never acted on.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from scaler.config.fields import format_duration
+from scaler.types import Instance, InstanceState
+
+if TYPE_CHECKING:
+    from scaler.config.model import Config, Resource
+
+_TOKEN_NS = uuid.UUID("6f1e7c1e-9a63-4b7e-9c55-5c0a1e2b7d10")
+# how long terminated instance ids are remembered; ClearML drops a dead worker well before
+TERMINATED_MEMORY = 3600.0
+
+
+# --- observations -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueObs:
+    name: str
+    pending: int
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerObs:
+    id: str
+    queues: tuple[str, ...] = ()  # queue names
+    task: str | None = None  # id of the task it runs, None when idle
+    task_name: str = ""
+    last_activity: float = 0.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One tick's view of the world. ``None`` means that source could not be read."""
+
+    now: float
+    queues: dict[str, QueueObs] | None
+    workers: list[WorkerObs] | None
+    instances: list[Instance] | None
+
+
+# --- actions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Launch:
+    resource: str
+    count: int
+    spot: bool
+    token: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Terminate:
+    instance_id: str
+    resource: str
+    kind: str  # idle | stuck | orphan
+    reason: str
+    worker_ids: tuple[str, ...] = ()
+    capture_console: bool = False
+
+
+@dataclass(frozen=True)
+class Requeue:
+    task_id: str
+    queue: str
+    instance_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    level: str  # info | warning
+    kind: str
+    message: str
+
+
+# --- state carried between ticks (in memory only; reset on restart, conservatively) ----
+
+
+@dataclass
+class PolicyState:
+    idle_since: dict[str, float] = field(default_factory=dict)  # instance id -> first seen idle
+    spot_failing_since: dict[str, float] = field(default_factory=dict)  # resource -> first spot capacity error
+    spot_failed_at: dict[str, float] = field(default_factory=dict)  # resource -> latest spot capacity error
+    blackout_until: dict[str, float] = field(default_factory=dict)  # resource -> on-demand only until
+    capacity_blocked_until: dict[str, float] = field(default_factory=dict)  # resource -> skipped until
+    unconfirmed: dict[str, Launch] = field(default_factory=dict)  # token -> launch whose outcome is unknown
+    running: dict[str, tuple[str, str]] = field(default_factory=dict)  # task id -> (instance id, queue)
+    requeued: set[str] = field(default_factory=set)  # "<task id>@<instance id>" already re-enqueued
+    reported: set[str] = field(default_factory=set)  # notice keys already reported once
+    launch_seq: int = 0
+    worker_seen: dict[str, float] = field(default_factory=dict)  # instance id -> last seen with a worker
+    tick_at: float = -1.0  # `now` of the tick that `tick_launched` counts
+    tick_launched: dict[str, int] = field(default_factory=dict)  # resource -> launched in that tick
+    # instance id -> its launch time on the scaler's clock: the cloud's LaunchTime when first seen,
+    # moved with every wall-clock jump since (so a jump does not age a booting machine into "stuck")
+    launched_seen: dict[str, float] = field(default_factory=dict)
+    # instance id -> when this scaler asked the cloud to terminate it: a worker of that machine
+    # still reporting a task afterwards took it in the instant before the terminate (requeue it)
+    terminated_at: dict[str, float] = field(default_factory=dict)
+
+    def copy(self) -> PolicyState:
+        return PolicyState(
+            dict(self.idle_since),
+            dict(self.spot_failing_since),
+            dict(self.spot_failed_at),
+            dict(self.blackout_until),
+            dict(self.capacity_blocked_until),
+            dict(self.unconfirmed),
+            dict(self.running),
+            set(self.requeued),
+            set(self.reported),
+            self.launch_seq,
+            dict(self.worker_seen),
+            self.tick_at,
+            dict(self.tick_launched),
+            dict(self.launched_seen),
+            dict(self.terminated_at),
+        )
+
+    def shifted(self, delta: float) -> PolicyState:
+        """A copy with every timestamp moved by ``delta`` seconds.
+
+        The reconciler calls it when the wall clock jumped (NTP step, VM resume, an operator
+        setting the date): the timers then keep the durations they had measured, so a jump
+        neither expires idle timers nor blocks a resource for hours.
+        """
+        out = self.copy()
+        for timers in (
+            out.idle_since,
+            out.spot_failing_since,
+            out.spot_failed_at,
+            out.blackout_until,
+            out.capacity_blocked_until,
+            out.worker_seen,
+            out.launched_seen,
+            out.terminated_at,
+        ):
+            for key in timers:
+                timers[key] += delta
+        if out.tick_at >= 0:
+            out.tick_at += delta
+        return out
+
+
+@dataclass
+class Decision:
+    launches: list[Launch] = field(default_factory=list)
+    terminations: list[Terminate] = field(default_factory=list)
+    requeues: list[Requeue] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    state: PolicyState = field(default_factory=PolicyState)
+    # per resource: alive instances, booting (no worker yet), idle, busy — for status/metrics
+    fleet: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def warn(self, kind: str, message: str) -> None:
+        self.notices.append(Notice("warning", kind, message))
+
+    def info(self, kind: str, message: str) -> None:
+        self.notices.append(Notice("info", kind, message))
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def worker_id(prefix: str, resource: str, instance_id: str) -> str:
+    return f"{prefix}:{resource}:{instance_id}"
+
+
+def launch_token(scaler: str, resource: str, now: float, seq: int) -> str:
+    """Deterministic UUID for one launch decision (GCE requestId must be a UUID; EC2
+    ClientToken accepts it too)."""
+    return str(uuid.uuid5(_TOKEN_NS, f"{scaler}/{resource}/{now:.3f}/{seq}"))
+
+
+def _plural(n: int, word: str) -> str:
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word}{'es' if word.endswith(('ch', 'sh', 's', 'x')) else 's'}"
+
+
+@dataclass
+class _Fleet:
+    """Instances joined with their workers."""
+
+    alive: dict[str, list[Instance]]  # resource -> alive instances
+    workers_of: dict[str, list[WorkerObs]]  # instance id -> its workers
+    strays: list[WorkerObs]  # workers with our prefix but no live owned instance
+
+    def count(self, resource: str) -> int:
+        return len(self.alive.get(resource, ()))
+
+
+def _join(config: Config, instances: Sequence[Instance], workers: Sequence[WorkerObs] | None) -> _Fleet:
+    prefix = config.scaler.workers_prefix
+    alive: dict[str, list[Instance]] = defaultdict(list)
+    by_worker: dict[str, str] = {}
+    for inst in instances:
+        if inst.state.alive:
+            alive[inst.resource].append(inst)
+            by_worker[worker_id(prefix, inst.resource, inst.id)] = inst.id
+    workers_of: dict[str, list[WorkerObs]] = defaultdict(list)
+    strays = []
+    for worker in workers or ():
+        if not worker.id.startswith(prefix + ":"):
+            continue  # another fleet's or a static worker: not ours to count or act on
+        # exact id, or id + ":suffix" (several agents on one machine)
+        base = worker.id if worker.id in by_worker else worker.id.rsplit(":", 1)[0]
+        if base in by_worker:
+            workers_of[by_worker[base]].append(worker)
+        else:
+            strays.append(worker)
+    return _Fleet(alive, workers_of, strays)
+
+
+# --- the decision -----------------------------------------------------------------------
+
+
+def decide(config: Config, obs: Observation, state: PolicyState | None = None) -> Decision:
+    """Everything the loop should do this tick. Pure."""
+    state = (state or PolicyState()).copy()
+    out = Decision(state=state)
+    now = obs.now
+    settings = config.scaler
+
+    if obs.instances is None:
+        out.warn("cloud_unreadable", "the cloud could not be listed: launching nothing this tick")
+        if obs.queues is None or obs.workers is None:
+            out.warn("clearml_unreadable", "the ClearML server could not be read: scaling nothing down this tick")
+        return out
+    fleet = _join(config, obs.instances, obs.workers)
+    configured = {r.name for r in config.resources}
+    clearml_ok = obs.queues is not None and obs.workers is not None
+    pending = {name: q.pending for name, q in (obs.queues or {}).items()}
+
+    _confirm_launches(state, obs.instances)
+    _forget_gone(state, obs.instances)
+    for inst_id, at in list(state.terminated_at.items()):
+        if obs.now - at > TERMINATED_MEMORY:
+            del state.terminated_at[inst_id]
+    if clearml_ok:
+        left_alone = _interrupted(config, obs, fleet, state, out)
+        _duplicates(config, obs.workers or [], state, out)
+        for worker in fleet.strays:
+            key = f"stray:{worker.id}"
+            if key not in state.reported:
+                state.reported.add(key)
+                task = (
+                    f" (it reports task {worker.task}, left alone: its machine is not one of this fleet's instances)"
+                    if worker.id in left_alone
+                    else ""
+                )
+                out.info(
+                    "stray_worker",
+                    f"worker {worker.id} has this fleet's prefix but no live instance of it; "
+                    f"it counts for nothing and is left alone{task}",
+                )
+    else:
+        out.warn(
+            "clearml_unreadable",
+            "the ClearML server could not be read: scaling nothing down and launching nothing this tick",
+        )
+
+    # -- per instance: busy / idle / booting / stuck / orphan ---------------------------
+    booting: dict[str, int] = defaultdict(int)  # resource -> alive instances with no worker yet
+    idle_on_queue: dict[str, int] = defaultdict(int)
+    for resource_name, instances in fleet.alive.items():
+        resource = config.resource(resource_name)
+        stats = out.fleet.setdefault(resource_name, {"alive": 0, "booting": 0, "idle": 0, "busy": 0})
+        for inst in instances:
+            stats["alive"] += 1
+            workers = fleet.workers_of.get(inst.id, [])
+            launched = state.launched_seen.setdefault(inst.id, inst.launched_at)
+            age = now - launched
+            if not workers:
+                if obs.workers is not None:  # unread workers say nothing: keep the idle timer through an outage
+                    state.idle_since.pop(inst.id, None)
+                stats["booting"] += 1
+                # a machine that had a worker is measured from its last sighting, so a worker list that
+                # comes back short once does not take down long-running (busy) machines
+                seen = state.worker_seen.get(inst.id)
+                quiet = age if seen is None else now - max(seen, launched)
+                unfulfilled = (
+                    resource is not None
+                    and inst.spot
+                    and inst.state is InstanceState.PENDING
+                    and seen is None
+                    and 0 < resource.regular_instance_rollback_timeout <= age
+                )
+                if resource is None and settings.orphans == "keep":
+                    continue  # kept as asked, even when it never registered
+                if clearml_ok and unfulfilled and resource is not None and quiet < settings.stuck_timeout:
+                    # a spot request the cloud has not fulfilled in time counts as a spot capacity failure
+                    out.terminations.append(
+                        Terminate(
+                            inst.id,
+                            resource_name,
+                            "spot_unfulfilled",
+                            f"spot request still pending {format_duration(round(age))} after launch "
+                            f"(regular_instance_rollback_timeout "
+                            f"{format_duration(resource.regular_instance_rollback_timeout)}); falling back to on-demand",
+                        )
+                    )
+                    state.spot_failing_since.setdefault(resource_name, now - resource.regular_instance_rollback_timeout)
+                    continue
+                if clearml_ok and quiet >= settings.stuck_timeout:
+                    what = (
+                        f"no worker registered {format_duration(round(age))} after launch"
+                        if seen is None
+                        else f"its worker has not been seen for {format_duration(round(quiet))}"
+                    )
+                    out.terminations.append(
+                        Terminate(
+                            inst.id,
+                            resource_name,
+                            "stuck",
+                            f"{what} (stuck_timeout {format_duration(settings.stuck_timeout)}); console output saved",
+                            capture_console=True,
+                        )
+                    )
+                elif resource is not None:
+                    booting[resource.queue] += 1
+                continue
+            state.worker_seen[inst.id] = now
+            busy = [w for w in workers if w.task]
+            if busy:
+                stats["busy"] += 1
+                state.idle_since.pop(inst.id, None)
+                continue
+            stats["idle"] += 1
+            since = state.idle_since.setdefault(inst.id, now)
+            served = {q for w in workers for q in w.queues}
+            if resource is not None:
+                served.add(resource.queue)
+                idle_on_queue[resource.queue] += 1
+            if not clearml_ok:
+                continue
+            waiting = sorted(q for q in served if pending.get(q, 0) > 0)
+            ids = tuple(w.id for w in workers)
+            if resource is None:
+                if settings.orphans == "terminate":
+                    out.terminations.append(_orphan(inst.id, resource_name, ids))
+                continue
+            idle_for = now - since
+            if waiting:
+                continue
+            if idle_for >= settings.max_idle_time:
+                out.terminations.append(
+                    Terminate(
+                        inst.id,
+                        resource_name,
+                        "idle",
+                        f"worker idle for {format_duration(round(idle_for))} "
+                        f"(max_idle_time {format_duration(settings.max_idle_time)})",
+                        ids,
+                    )
+                )
+            elif idle_for >= max(2 * settings.polling_interval, 60.0) and (
+                cheaper := _cheaper_home(config, resource, inst, state, fleet, now)
+            ):
+                out.terminations.append(
+                    Terminate(
+                        inst.id,
+                        resource_name,
+                        "idle",
+                        f"idle for {format_duration(round(idle_for))} and {cheaper}: the next task gets the "
+                        "cheaper machine (consolidation)",
+                        ids,
+                    )
+                )
+        if resource is None and clearml_ok:
+            # orphans with no worker at all (booting or dead agent) go too; busy ones wait until idle
+            for inst in instances:
+                if (
+                    settings.orphans == "terminate"
+                    and not fleet.workers_of.get(inst.id)
+                    and not any(t.instance_id == inst.id for t in out.terminations)
+                ):
+                    out.terminations.append(_orphan(inst.id, resource_name))
+            if settings.orphans == "keep":
+                key = f"orphan:{resource_name}"
+                if key not in state.reported:
+                    state.reported.add(key)
+                    out.info(
+                        "orphans_kept",
+                        f"{_plural(len(instances), 'instance')} of unconfigured resource "
+                        f"'{resource_name}' kept (orphans = keep)",
+                    )
+    if clearml_ok:
+        for inst in obs.instances:
+            # a stopped machine runs no agent but may still bill (GCE keeps its disk): delete it
+            if inst.state is InstanceState.STOPPED and not (
+                config.resource(inst.resource) is None and settings.orphans == "keep"
+            ):
+                out.terminations.append(
+                    Terminate(
+                        inst.id,
+                        inst.resource,
+                        "stopped",
+                        "the machine is stopped (its agent exited and it shut down); deleting it so it stops billing",
+                    )
+                )
+    for item in out.terminations:
+        state.idle_since.pop(item.instance_id, None)
+
+    if not clearml_ok:
+        return out
+
+    # -- launches ----------------------------------------------------------------------
+    _plan_launches(config, obs, fleet, state, out, pending, booting, idle_on_queue, configured)
+    return out
+
+
+def _orphan(instance_id: str, resource_name: str, worker_ids: tuple[str, ...] = ()) -> Terminate:
+    return Terminate(
+        instance_id,
+        resource_name,
+        "orphan",
+        f"resource '{resource_name}' is no longer configured (orphans = terminate)",
+        worker_ids,
+    )
+
+
+def _spot_healthy(resource: Resource, state: PolicyState, now: float) -> bool:
+    return state.blackout_until.get(resource.name, 0) <= now and resource.name not in state.spot_failing_since
+
+
+def _cheaper_home(
+    config: Config, resource: Resource, inst: Instance, state: PolicyState, fleet: _Fleet, now: float
+) -> str:
+    """Why an idle machine should go before ``max_idle_time``, or "" when it should not.
+
+    Machines bought in a pinch (on-demand during a spot outage, a dearer spill-over resource)
+    otherwise keep serving a queue with a steady trickle of tasks at the higher price for as long
+    as the trickle lasts, because they never idle for a whole ``max_idle_time``."""
+    if resource.spot and not inst.spot and _spot_healthy(resource, state, now):
+        return "spot works again for its resource"
+    if resource.price_per_hour <= 0:
+        return ""
+    for other in config.resources_for_queue(resource.queue):
+        if (
+            other.name != resource.name
+            and 0 < other.price_per_hour < resource.price_per_hour
+            and fleet.count(other.name) < other.max_instances
+            and state.capacity_blocked_until.get(other.name, 0) <= now
+            and (not other.spot or _spot_healthy(other, state, now))
+        ):
+            return f"cheaper '{other.name}' has room"
+    return ""
+
+
+def _confirm_launches(state: PolicyState, instances: Iterable[Instance]) -> None:
+    seen = {inst.launch_token for inst in instances if inst.launch_token}
+    for token in list(state.unconfirmed):
+        if token in seen:
+            del state.unconfirmed[token]
+
+
+def _forget_gone(state: PolicyState, instances: Iterable[Instance]) -> None:
+    alive = {inst.id for inst in instances if inst.state.alive}
+    for timers in (state.idle_since, state.worker_seen, state.launched_seen):
+        for inst_id in list(timers):
+            if inst_id not in alive:
+                del timers[inst_id]
+
+
+def _interrupted(config: Config, obs: Observation, fleet: _Fleet, state: PolicyState, out: Decision) -> set[str]:
+    """Tasks whose machine vanished while running them: re-enqueue (or report).
+
+    Returns the ids of stray workers holding a task that is left alone because their machine
+    is not known to be this fleet's.
+    """
+    alive_ids = {inst.id for insts in fleet.alive.values() for inst in insts}
+    listed = {inst.id for inst in obs.instances or ()}
+    strays = {worker.id for worker in fleet.strays}
+    # a task some live worker runs (ours or not) is not lost, whatever happened to its old machine
+    running_now = {w.task for w in obs.workers or () if w.task and w.id not in strays}
+    lost: dict[tuple[str, str], str] = {}  # (task, instance id) -> queue
+    for task, (inst_id, queue) in state.running.items():
+        if inst_id not in alive_ids:
+            lost[(task, inst_id)] = queue
+    known = listed | {inst_id for inst_id, _queue in state.running.values()} | set(state.terminated_at)
+    left_alone: set[str] = set()
+    # after a restart `running` is empty: a dead worker of an instance the cloud still lists as
+    # ours (stopping/terminated) tells the same story. A worker whose machine this fleet does
+    # not know (another fleet using the same prefix, a hand-started agent) is never acted on.
+    for worker in fleet.strays:
+        if not worker.task:
+            continue
+        parts = worker.id.split(":")
+        if len(parts) < 3 or parts[2] not in known:
+            left_alone.add(worker.id)
+            continue
+        resource = config.resource(parts[1])
+        queue = resource.queue if resource else (worker.queues[0] if worker.queues else "")
+        lost.setdefault((worker.task, parts[2]), queue)
+    handled: set[str] = set()
+    for (task, inst_id), queue in lost.items():
+        key = f"{task}@{inst_id}"
+        if key in state.requeued:
+            continue
+        state.requeued.add(key)
+        if task in handled or task in running_now:  # once is enough; or it already moved on
+            continue
+        handled.add(task)
+        reason = f"its machine {inst_id} vanished while running it (spot reclaim or crash)"
+        if config.scaler.requeue_interrupted_tasks and queue:
+            out.requeues.append(Requeue(task, queue, inst_id, reason))
+        else:
+            out.warn(
+                "task_interrupted",
+                f"task {task} was interrupted: {reason}; not re-enqueued (requeue_interrupted_tasks = false)",
+            )
+    state.running = {}
+    for insts in fleet.alive.values():
+        for inst in insts:
+            resource = config.resource(inst.resource)
+            for worker in fleet.workers_of.get(inst.id, ()):
+                if worker.task:
+                    queue = resource.queue if resource else (worker.queues[0] if worker.queues else "")
+                    state.running[worker.task] = (inst.id, queue)
+    return left_alone
+
+
+def _duplicates(config: Config, workers: Sequence[WorkerObs], state: PolicyState, out: Decision) -> None:
+    if not config.scaler.warn_duplicate_task_runs:
+        return
+    by_task: dict[str, list[str]] = defaultdict(list)
+    for worker in workers:
+        if worker.task:
+            by_task[worker.task].append(worker.id)
+    for task, ids in by_task.items():
+        if len(ids) > 1:
+            key = f"dup:{task}:{','.join(sorted(ids))}"
+            if key not in state.reported:
+                state.reported.add(key)
+                out.warn(
+                    "duplicate_task_run", f"task {task} is run by {len(ids)} workers at once: {', '.join(sorted(ids))}"
+                )
+
+
+def _plan_launches(
+    config: Config,
+    obs: Observation,
+    fleet: _Fleet,
+    state: PolicyState,
+    out: Decision,
+    pending: dict[str, int],
+    booting: dict[str, int],
+    idle_on_queue: dict[str, int],
+    configured: set[str],
+) -> None:
+    now = obs.now
+    settings = config.scaler
+    total_alive = sum(len(v) for v in fleet.alive.values())
+    unconfirmed_by_res: dict[str, int] = defaultdict(int)
+    for launch in state.unconfirmed.values():
+        unconfirmed_by_res[launch.resource] += launch.count
+    total_alive += sum(unconfirmed_by_res.values())
+    hourly = sum(
+        (r.price_per_hour if (r := config.resource(name)) else 0.0) * len(insts) for name, insts in fleet.alive.items()
+    ) + sum((r.price_per_hour if (r := config.resource(name)) else 0.0) * n for name, n in unconfirmed_by_res.items())
+
+    # launches whose outcome is unknown (timeout) are retried first, with their own token
+    for launch in state.unconfirmed.values():
+        out.launches.append(replace(launch, reason=f"retrying launch {launch.token[:8]} whose outcome was unknown"))
+
+    # max_launch_per_tick holds across the re-plans the reconciler makes within one tick
+    if state.tick_at != now:
+        state.tick_at = now
+        state.tick_launched = {}
+
+    for queue in config.queues:
+        demand = pending.get(queue, 0) - idle_on_queue.get(queue, 0) - booting.get(queue, 0)
+        demand -= sum(
+            launch.count
+            for launch in state.unconfirmed.values()
+            if (r := config.resource(launch.resource)) is not None and r.queue == queue
+        )
+        if demand <= 0:
+            continue
+        wanted = demand
+        rate_limited = False
+        for resource, spot, note in _order(config.resources_for_queue(queue), state, now, out):
+            if demand <= 0:
+                break
+            room = resource.max_instances - fleet.count(resource.name) - unconfirmed_by_res[resource.name]
+            if room <= 0:
+                continue
+            count = min(demand, room)
+            if settings.max_launch_per_tick:
+                budget = max(0, settings.max_launch_per_tick - state.tick_launched.get(resource.name, 0))
+                if budget < count:
+                    rate_limited = True
+                    count = budget
+            if count <= 0:
+                continue
+            asked = count
+            held = ""
+            held_total = False
+            if settings.max_instances_total:
+                allowed = settings.max_instances_total - total_alive
+                if allowed < count:
+                    held = f"max_instances_total = {settings.max_instances_total} ({total_alive} live or launching)"
+                    held_total = allowed <= 0
+                    count = max(0, allowed)
+            if settings.max_hourly_cost and resource.price_per_hour > 0:
+                allowed = math.floor((settings.max_hourly_cost - hourly) / resource.price_per_hour + 1e-9)
+                if allowed < count:
+                    held = (
+                        f"max_hourly_cost = {settings.max_hourly_cost:g}/h "
+                        f"(fleet at {hourly:.2f}/h, {resource.name} at {resource.price_per_hour:g}/h)"
+                    )
+                    count = max(0, allowed)
+            if held:
+                out.warn("cap", f"{_plural(asked - count, 'launch')} for queue '{queue}' held back by {held}")
+            if count <= 0:
+                if held_total:
+                    return  # the fleet is full: every later queue is held too
+                continue  # the cost cap may still leave room for a cheaper resource
+            state.launch_seq += 1
+            token = launch_token(settings.name, resource.name, now, state.launch_seq)
+            market = "spot" if spot else "on-demand"
+            reason = (
+                f"queue '{queue}' has {_plural(pending.get(queue, 0), 'pending task')}, "
+                f"{idle_on_queue.get(queue, 0)} idle and {booting.get(queue, 0)} booting; "
+                f"launching {count} {market} (need {wanted}, room {room})" + (f"; {note}" if note else "")
+            )
+            out.launches.append(Launch(resource.name, count, spot, token, reason))
+            state.tick_launched[resource.name] = state.tick_launched.get(resource.name, 0) + count
+            demand -= count
+            total_alive += count
+            hourly += count * resource.price_per_hour
+        if demand > 0:
+            why = (
+                f"max_launch_per_tick = {settings.max_launch_per_tick} leaves the rest for the next ticks"
+                if rate_limited
+                else "every resource serving it is full, capped or out of capacity"
+            )
+            out.info("queue_short", f"queue '{queue}' still needs {_plural(demand, 'machine')}: {why}")
+
+
+def _order(
+    resources: list[Resource], state: PolicyState, now: float, out: Decision
+) -> list[tuple[Resource, bool, str]]:
+    """Resources of one queue in the order to fill them, with the market to use.
+
+    Resources whose spot market is failing or in blackout move after the others (so demand
+    spills to them first) and launch on-demand once the rollback timeout has passed; a
+    resource out of capacity is skipped until its block expires.
+    """
+    first: list[tuple[Resource, bool, str]] = []
+    last: list[tuple[Resource, bool, str]] = []
+    for resource in resources:
+        if state.capacity_blocked_until.get(resource.name, 0) > now:
+            continue
+        if not resource.spot:
+            first.append((resource, False, ""))
+            continue
+        until = state.blackout_until.get(resource.name, 0)
+        if until > now:
+            last.append((resource, False, f"spot blackout until +{format_duration(round(until - now))}"))
+            continue
+        since = state.spot_failing_since.get(resource.name)
+        if since is None:
+            first.append((resource, True, ""))
+        elif now - since >= resource.regular_instance_rollback_timeout:
+            state.blackout_until[resource.name] = now + resource.spot_blackout_period
+            del state.spot_failing_since[resource.name]
+            out.warn(
+                "spot_rollback",
+                f"spot capacity for '{resource.name}' failing for "
+                f"{format_duration(round(now - since))}: launching on-demand, spot blackout for "
+                f"{format_duration(resource.spot_blackout_period)}",
+            )
+            last.append((resource, False, "spot rollback to on-demand"))
+        elif state.spot_failed_at.get(resource.name) != now:  # not again within the tick that failed
+            last.append((resource, True, "retrying spot after a capacity error"))
+    return first + last
+
+
+def record_launch_failure(state: PolicyState, launch: Launch, kind: str, now: float, config: Config) -> None:
+    """Update the state after a failed launch (called by the reconciler, pure)."""
+    block = max(config.scaler.polling_interval * 2, 60.0)
+    if kind == "capacity":
+        if launch.spot:
+            state.spot_failing_since.setdefault(launch.resource, now)
+            state.spot_failed_at[launch.resource] = now
+        else:
+            state.capacity_blocked_until[launch.resource] = now + block
+    elif kind == "unknown":
+        state.unconfirmed[launch.token] = launch
+    elif kind in ("quota", "auth"):
+        state.capacity_blocked_until[launch.resource] = now + max(block, 300.0)
+
+
+def record_launch_success(state: PolicyState, launch: Launch) -> None:
+    state.unconfirmed.pop(launch.token, None)
+    if launch.spot:
+        state.spot_failing_since.pop(launch.resource, None)

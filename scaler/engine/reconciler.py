@@ -1,0 +1,432 @@
+"""The loop: observe → decide → act, every ``polling_interval``.
+
+A thin shell around :func:`scaler.engine.policy.decide` that does the I/O: one read of queues and
+one of workers from the queue source (ClearML, or the simulated queue), one paginated
+``list`` from the provider, then batched terminations, re-enqueues and launches. Any error
+in a tick is logged with context and the loop goes on; SIGINT/SIGTERM finish the current
+tick and stop, leaving the fleet as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
+
+from scaler.config.fields import format_duration
+from scaler.engine.policy import (
+    Decision,
+    Launch,
+    Observation,
+    PolicyState,
+    QueueObs,
+    Requeue,
+    Terminate,
+    WorkerObs,
+    decide,
+    record_launch_failure,
+    record_launch_success,
+    worker_id,
+)
+from scaler.engine.render import render_init_script
+from scaler.errors import CapacityError, ProviderError, TransientError
+from scaler.types import Instance, InstanceState, RenderContext, ServerInfo
+
+if TYPE_CHECKING:
+    from scaler.clearml.lease import Lease
+    from scaler.config.model import Config
+    from scaler.host import PluginHost, Provider
+
+log = logging.getLogger("scaler")
+
+CONSOLE_TAIL = 4000  # characters of a stuck machine's console kept in the log
+# wall time and monotonic time may drift apart by this much between two ticks (NTP slews
+# slowly) before it counts as a clock jump
+CLOCK_JUMP_TOLERANCE = 30.0
+
+
+class QueueSource(Protocol):
+    """Where queues and workers are read from (ClearML, or the simulated queue)."""
+
+    def read(self, queues: list[str]) -> tuple[dict[str, QueueObs] | None, list[WorkerObs] | None]:
+        """Queues (with pending counts) and workers; ``None`` for what could not be read."""
+
+    def read_workers(self) -> list[WorkerObs] | None:
+        """Workers only (re-read right before terminating idle machines)."""
+
+    def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:
+        """Put an interrupted task back in ``queue`` if it is still marked running: True when
+        done, False when there is nothing to do, None when it could not be done now (retried)."""
+
+    def server_info(self) -> ServerInfo:
+        """The server and credentials the agents will use."""
+
+
+@dataclass
+class TickReport:
+    """What one tick saw and did (logs, status, metrics, the demo's timeline)."""
+
+    now: float
+    pending: dict[str, int] = field(default_factory=dict)
+    fleet: dict[str, dict[str, int]] = field(default_factory=dict)
+    launched: Counter[str] = field(default_factory=Counter)  # resource -> instances
+    terminated: Counter[str] = field(default_factory=Counter)  # reason kind -> instances
+    requeued: int = 0
+    errors: Counter[str] = field(default_factory=Counter)  # error kind -> count
+    actions: list[str] = field(default_factory=list)  # one line per action with its reason
+    clearml_ok: bool = True
+    cloud_ok: bool = True
+    duration: float = 0.0
+
+
+class Reconciler:
+    def __init__(
+        self,
+        config: Config,
+        host: PluginHost,
+        provider: Provider,
+        source: QueueSource,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
+        dry_run: bool = False,
+        lease: Lease | None = None,
+    ) -> None:
+        self.config = config
+        self.lease = lease  # single-writer safety: act only while holding the fleet's lease
+        self.host = host
+        self.provider = provider
+        self.source = source
+        self.clock = clock
+        # measures real elapsed time to tell a wall-clock jump from time passing; an injected
+        # (virtual) clock is its own monotonic clock unless the caller models jumps
+        self.monotonic = monotonic or (time.monotonic if clock is time.time else clock)
+        self._last_clocks: tuple[float, float] | None = None
+        self._said: set[str] = set()  # info notices of the last tick
+        self.dry_run = dry_run
+        self.state = PolicyState()
+        self.history: list[TickReport] = []
+        self._scripts: dict[str, str] = {}
+        self._context: RenderContext | None = None
+        self.stop_event = threading.Event()
+        self._lease_message = ""
+        self._requeue_retry: dict[str, Requeue] = {}  # task id -> re-enqueue that could not be done yet
+        # called with each TickReport at the end of tick() (state file, metrics, ClearML task)
+        self.listeners: list[Callable[[TickReport], None]] = []
+
+    # -- one tick ------------------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        started = time.perf_counter()
+        report = TickReport(now=self.clock())
+        self._follow_clock_jump(report.now)
+        try:
+            self._tick(report)
+        except Exception as exc:  # keep the loop alive whatever happens; say where it happened
+            report.errors["bug"] += 1
+            log.exception("tick failed unexpectedly: %s: %s", type(exc).__name__, exc)
+        report.duration = time.perf_counter() - started
+        self.history.append(report)
+        del self.history[:-100]
+        for listener in list(self.listeners):
+            try:
+                listener(report)
+            except Exception as exc:  # a reporting failure must not stop the loop
+                log.warning(
+                    "tick listener %s failed: %s: %s", getattr(listener, "__name__", listener), type(exc).__name__, exc
+                )
+        return report
+
+    def _follow_clock_jump(self, now: float) -> None:
+        """Move the policy's timers with a wall-clock jump, so they keep measuring real time."""
+        mono = self.monotonic()
+        last, self._last_clocks = self._last_clocks, (now, mono)
+        if last is None:
+            return
+        jump = (now - last[0]) - (mono - last[1])
+        if abs(jump) < CLOCK_JUMP_TOLERANCE:
+            return
+        log.warning(
+            "the wall clock jumped %s%s; idle, stuck and back-off timers keep the time they had measured",
+            "forward " if jump > 0 else "back ",
+            format_duration(round(abs(jump))),
+        )
+        self.state = self.state.shifted(jump)
+
+    def _tick(self, report: TickReport) -> None:
+        config = self.config
+        queues, workers = self.source.read(config.queues)
+        report.clearml_ok = queues is not None and workers is not None
+        if self.lease is not None and not self.dry_run:
+            status = self.lease.acquire()
+            if not status.ok:
+                report.errors["lease"] += 1
+                if status.message != self._lease_message:
+                    log.error("not acting: %s", status.message)
+                self._lease_message = status.message
+                report.cloud_ok = False  # not listed: the tick stopped here
+                return
+            self._lease_message = ""
+        instances: list[Instance] | None
+        try:
+            instances = self.provider.list_instances(config)
+        except ProviderError as exc:
+            instances = None
+            report.errors[exc.kind] += 1
+            log.warning("listing instances failed (%s): %s", exc.kind, exc)
+        report.clearml_ok = queues is not None and workers is not None
+        report.cloud_ok = instances is not None
+        report.pending = {name: q.pending for name, q in (queues or {}).items()}
+        obs = Observation(report.now, queues, workers, instances)
+        idle_before = dict(self.state.idle_since)
+        decision = decide(config, obs, self.state)
+        self.state = decision.state
+        report.fleet = decision.fleet
+        said, self._said = self._said, set()
+        for notice in decision.notices:
+            if notice.level == "warning":
+                log.warning("%s", notice.message)
+                continue
+            # an unchanged state (a queue waiting at max_instances) is said once, then at DEBUG
+            self._said.add(notice.message)
+            (log.debug if notice.message in said else log.info)("%s", notice.message)
+
+        self._terminate(decision, report, idle_before)
+        self._requeue(decision, workers, instances, report)
+        self._launch(decision, obs, report)
+
+    def _requeue(
+        self,
+        decision: Decision,
+        workers: list[WorkerObs] | None,
+        instances: list[Instance] | None,
+        report: TickReport,
+    ) -> None:
+        retry, self._requeue_retry = self._requeue_retry, {}
+        if workers is None or instances is None:  # cannot tell who runs what now: try again next tick
+            self._requeue_retry = retry
+            return
+        todo = list(decision.requeues)
+        todo += [item for task, item in retry.items() if all(r.task_id != task for r in todo)]
+        running_elsewhere = self._tasks_run_by_live_workers(workers, instances)
+        for item in todo:
+            if item.task_id in running_elsewhere:
+                # e.g. after a restart the dead worker is still listed with a task that a
+                # replacement machine already runs: stopping it would interrupt a healthy run
+                log.info(
+                    "task %s is not re-enqueued: its machine %s vanished, but a live worker runs it now",
+                    item.task_id,
+                    item.instance_id,
+                )
+                continue
+            line = f"requeue task {item.task_id} to '{item.queue}': {item.reason}"
+            report.actions.append(line)
+            if self.dry_run:
+                log.info("[dry-run] would %s", line)
+                continue
+            done = self.source.requeue(item.task_id, item.queue, item.reason)
+            if done:
+                report.requeued += 1
+                log.warning("%s", line)
+            elif done is None:
+                # the server could not be asked: the next tick tries again
+                report.errors["requeue"] += 1
+                self._requeue_retry[item.task_id] = item
+                log.warning("could not %s; will retry next tick", line)
+
+    def _tasks_run_by_live_workers(self, workers: list[WorkerObs] | None, instances: list[Instance] | None) -> set[str]:
+        """Tasks run by a worker that is not a dead one of this fleet (a worker of a live own
+        instance, or any worker outside the fleet's prefix)."""
+        prefix = self.config.scaler.workers_prefix
+        live = {worker_id(prefix, inst.resource, inst.id) for inst in instances or () if inst.state.alive}
+        tasks = set()
+        for worker in workers or ():
+            if not worker.task:
+                continue
+            ours = worker.id.startswith(prefix + ":")
+            if not ours or worker.id in live or worker.id.rsplit(":", 1)[0] in live:
+                tasks.add(worker.task)
+        return tasks
+
+    # -- terminate -------------------------------------------------------------------------
+
+    def _keep_idle_timers(self, items: list[Terminate], idle_before: dict[str, float], now: float) -> None:
+        """The policy forgets the idle timer of an instance it decides to terminate; when the
+        termination does not happen (dry run, failed re-read, failed call) keep the timer so
+        the next tick decides the same instead of waiting a whole ``max_idle_time`` again."""
+        for item in items:
+            if item.kind == "idle" or item.instance_id in idle_before:
+                self.state.idle_since[item.instance_id] = idle_before.get(item.instance_id, now)
+
+    def _terminate(self, decision: Decision, report: TickReport, idle_before: dict[str, float]) -> None:
+        todo = list(decision.terminations)
+        if not todo:
+            return
+        if self.dry_run:
+            self._keep_idle_timers(todo, idle_before, report.now)
+        if any(t.worker_ids for t in todo) and not self.dry_run:
+            # a worker may have taken a task since we read them: re-read once, spare those
+            fresh = self.source.read_workers()
+            if fresh is None:
+                log.warning("could not re-read workers before terminating: terminating nothing this tick")
+                self._keep_idle_timers(todo, idle_before, report.now)
+                return
+            busy = {w.id for w in fresh if w.task}
+            spared = [t for t in todo if set(t.worker_ids) & busy]
+            for item in spared:
+                log.info("spared %s: its worker just took a task", item.instance_id)
+                self.state.idle_since.pop(item.instance_id, None)
+            todo = [t for t in todo if t not in spared]
+        by_resource: dict[str, list[Terminate]] = defaultdict(list)
+        for item in todo:
+            if item.capture_console:
+                self._save_console(item.instance_id)
+            by_resource[item.resource].append(item)
+        for resource, items in by_resource.items():
+            for item in items:
+                line = f"terminate {item.instance_id} ({resource}, {item.kind}): {item.reason}"
+                report.actions.append(line)
+                log.info("%s%s", "[dry-run] would " if self.dry_run else "", line)
+            if self.dry_run:
+                continue
+            for item in items:  # before the call: its answer may be lost after the cloud acted
+                self.state.terminated_at[item.instance_id] = report.now
+            try:
+                self.provider.terminate(self.config, [t.instance_id for t in items])
+            except ProviderError as exc:
+                report.errors[exc.kind] += 1
+                self._keep_idle_timers(items, idle_before, report.now)
+                log.error(
+                    "terminating %d instance(s) of %s failed (%s): %s; will retry next tick",
+                    len(items),
+                    resource,
+                    exc.kind,
+                    exc,
+                )
+                continue
+            for item in items:
+                report.terminated[item.kind] += 1
+
+    def _save_console(self, instance_id: str) -> None:
+        try:
+            text = self.provider.console_output(self.config, instance_id)
+        except ProviderError as exc:
+            log.warning("console output of stuck instance %s unavailable: %s", instance_id, exc)
+            return
+        tail = text[-CONSOLE_TAIL:]
+        log.warning("console output of stuck instance %s (last %d chars):\n%s", instance_id, len(tail), tail)
+
+    # -- launch ----------------------------------------------------------------------------
+
+    def _script(self, resource_name: str) -> str:
+        if resource_name not in self._scripts:
+            resource = self.config.resource(resource_name)
+            assert resource is not None
+            if self._context is None:
+                self._context = RenderContext(self.source.server_info())
+            self._scripts[resource_name] = render_init_script(self.host, self.config, resource, self._context)
+        return self._scripts[resource_name]
+
+    def _launch(self, decision: Decision, obs: Observation, report: TickReport) -> None:
+        launches = decision.launches
+        instances = list(obs.instances or [])
+        # capacity and quota errors re-plan within the tick so demand spills to the next resource now
+        for _round in range(len(self.config.resources) + 1):
+            spill = False
+            for launch in launches:
+                done = self._launch_one(launch, report)
+                if done is None:
+                    spill = spill or True
+                    continue
+                instances.extend(done)
+            if not spill or self.dry_run:
+                return
+            replan = decide(self.config, replace(obs, instances=instances), self.state)
+            self.state = replan.state
+            launches = [launch for launch in replan.launches if launch.token not in self.state.unconfirmed]
+            if not launches:
+                return
+
+    def _launch_one(self, launch: Launch, report: TickReport) -> list[Instance] | None:
+        """Launch; the instances created, or ``None`` when capacity or quota failed (re-plan)."""
+        line = f"launch {launch.count} x {launch.resource} ({'spot' if launch.spot else 'on-demand'}): {launch.reason}"
+        report.actions.append(line)
+        if self.dry_run:
+            log.info("[dry-run] would %s", line)
+            return []
+        resource = self.config.resource(launch.resource)
+        assert resource is not None
+        log.info("%s", line)
+        try:
+            created = self.provider.launch(
+                self.config, resource, launch.count, self._script(launch.resource), launch.token, launch.spot
+            )
+        except CapacityError as exc:
+            report.errors["capacity"] += 1
+            record_launch_failure(self.state, launch, "capacity", report.now, self.config)
+            log.warning(
+                "no capacity for %s (%s): %s; spilling over",
+                launch.resource,
+                "spot" if launch.spot else "on-demand",
+                exc,
+            )
+            return None
+        except TransientError as exc:
+            # the call may have been accepted: retry with the same token next tick
+            report.errors["transient"] += 1
+            record_launch_failure(self.state, launch, "unknown", report.now, self.config)
+            log.warning(
+                "launch of %s failed transiently: %s; retrying with the same token next tick", launch.resource, exc
+            )
+            return []
+        except ProviderError as exc:
+            report.errors[exc.kind] += 1
+            record_launch_failure(self.state, launch, exc.kind, report.now, self.config)
+            log.error("launch of %s failed (%s): %s", launch.resource, exc.kind, exc)
+            # a quota is per instance family/region: the next resource may still fit, so
+            # re-plan now (record_launch_failure blocked this one); an auth error is account-wide
+            return None if exc.kind == "quota" else []
+        record_launch_success(self.state, launch)
+        for inst in created:  # launched now on the scaler's own clock, whatever the cloud's says
+            self.state.launched_seen.setdefault(inst.id, report.now)
+        report.launched[launch.resource] += len(created)
+        # seen as booting by a re-plan in this tick
+        return [i if i.state.alive else replace(i, state=InstanceState.PENDING) for i in created]
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, *, once: bool = False, handle_signals: bool = True) -> None:
+        if handle_signals:
+            self._install_signal_handlers()
+        log.info(
+            "scaler '%s' managing %d resource(s) on %s%s; polling every %ss",
+            self.config.scaler.name,
+            len(self.config.resources),
+            self.provider.name,
+            " (dry run)" if self.dry_run else "",
+            f"{self.config.scaler.polling_interval:g}",
+        )
+        while not self.stop_event.is_set():
+            self.tick()
+            if once:
+                break
+            self.stop_event.wait(self.config.scaler.polling_interval)
+        if self.lease is not None:
+            self.lease.release()  # the next scaler may take over at once
+        log.info("scaler stopped; the fleet is left as it is")
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def stop(signum: int, _frame: object) -> None:
+            log.info("received %s: finishing the current tick, then stopping", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)

@@ -1,0 +1,179 @@
+"""The init script and clearml.conf that launched machines boot with.
+
+Core renders its own parts through the same hooks it offers to plugins (see
+:mod:`scaler.default_plugins.core`); this module holds core's fragments and the joining. Every value
+that reaches the script is quoted with :func:`shlex.quote`; every value that reaches
+clearml.conf is a quoted HOCON string (:func:`hocon_string`), and the conf is written with
+``printf '%s'`` of one quoted word, so no value is ever interpreted by the shell or HOCON.
+User scripts (config, vault, ~/.bashrc) run without ``set -u`` and cannot change the shell
+options of the rest of the script.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from scaler.types import RenderContext, ScriptPart
+
+if TYPE_CHECKING:
+    from scaler.config.model import Config, Resource
+    from scaler.host import PluginHost
+
+AGENT_VENV = "/opt/clearml-agent-venv"
+q = shlex.quote
+
+
+def comment(text: str) -> str:
+    """Text safe on a ``#`` comment line: a line break would end the comment and run the rest."""
+    return " ".join(text.split())
+
+
+# pyhocon (and the copies clearml vendors) decodes only these escapes; \b, \f and \uXXXX stay
+# literal text, so other control characters are written raw, which it reads back as they are
+_HOCON_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def hocon_string(value: str) -> str:
+    """A quoted HOCON string that pyhocon reads back as exactly ``value``."""
+    return '"' + "".join(_HOCON_ESCAPES.get(ch, ch) for ch in value) + '"'
+
+
+def core_clearml_conf(config: Config, resource: Resource, context: RenderContext) -> list[str]:
+    server = context.server
+    creds = config.scaler.agent_credentials
+    access = creds.access_key if creds.access_key else server.access_key
+    secret = creds.secret_key if creds.secret_key else server.secret_key
+    lines = [
+        "api {",
+        f"  api_server: {hocon_string(server.api_host)}",
+        f"  web_server: {hocon_string(server.web_host)}",
+        f"  files_server: {hocon_string(server.files_host)}",
+        "  credentials {",
+        f"    access_key: {hocon_string(context.secret(access))}",
+        f"    secret_key: {hocon_string(context.secret(secret))}",
+        "  }",
+        "}",
+    ]
+    git = config.scaler.git
+    if git.user:
+        lines.append(f"agent.git_user: {hocon_string(git.user)}")
+    if git.password:
+        lines.append(f"agent.git_pass: {hocon_string(context.secret(git.password))}")
+    parts = ["\n".join(lines)]
+    parts += [text for text in (config.scaler.extra_clearml_conf, *config.vault_clearml_conf) if text.strip()]
+    return parts
+
+
+def core_script_parts(config: Config, resource: Resource, context: RenderContext) -> list[ScriptPart]:
+    settings = config.scaler
+    image = resource.docker_image or settings.default_docker_image
+    prologue = "\n".join(
+        [
+            "#!/bin/bash",
+            comment(f"# clearml-scaler init script: fleet {q(settings.name)}, resource {q(resource.name)}"),
+            "# Values below are shell-quoted; do not run with `set -x` (it would print credentials).",
+            "set -u",
+            f"export SCALER_NAME={q(settings.name)}",
+            f"export SCALER_RESOURCE={q(resource.name)}",
+            f"export SCALER_QUEUE={q(resource.queue)}",
+            f"export SCALER_WORKERS_PREFIX={q(settings.workers_prefix)}",
+            'export HOME="${HOME:-/root}"',
+            "scaler_fail() {",
+            '  echo "clearml-scaler: $1; shutting down" >&2',
+            "  shutdown -h now || poweroff",
+            "  exit 1",
+            "}",
+        ]
+    )
+    identity = "\n".join(
+        [
+            'if [ -z "${SCALER_INSTANCE_ID:-}" ]; then scaler_fail "could not determine this machine\'s instance id"; fi',
+            'export CLEARML_WORKER_ID="${SCALER_WORKERS_PREFIX}:${SCALER_RESOURCE}:${SCALER_INSTANCE_ID}"',
+            'echo "clearml-scaler: worker id ${CLEARML_WORKER_ID}"',
+        ]
+    )
+    user = []
+    if not settings.exclude_bashrc:
+        user.append('if [ -f "$HOME/.bashrc" ]; then source "$HOME/.bashrc" || true; fi')
+    if resource.cpu_only:
+        user.append("export NVIDIA_VISIBLE_DEVICES=none")
+    for label, text in (
+        ("scaler.init_script", settings.init_script),
+        (f"resources.{resource.name}.init_script", resource.init_script),
+        *((f"vault extra_vm_bash_script #{i + 1}", text) for i, text in enumerate(config.vault_scripts)),
+    ):
+        if text.strip():
+            user.append(f"{comment(f'# --- {label} ---')}\n{text.rstrip()}")
+    if user:
+        # ~/.bashrc and user scripts are not written for `set -u` (Ubuntu's .bashrc reads $PS1), and
+        # a `set -e` of theirs must not stop the shutdown after the agent exits: run them without
+        # nounset, then restore the script's own options
+        user.insert(0, 'scaler_shell_options="$(set +o)"\nset +u')
+        user.append('eval "$scaler_shell_options"')
+    requirement = "clearml-agent" + (settings.agent_version or "")
+    install = "\n".join(
+        [
+            "if ! command -v clearml-agent >/dev/null 2>&1 || [ -n " + q(settings.agent_version) + " ]; then",
+            "  if ! python3 -m venv " + AGENT_VENV + " >/dev/null 2>&1; then",
+            "    (apt-get update -y && apt-get install -y python3-venv python3-pip git) >/dev/null 2>&1 || true",
+            "    python3 -m venv " + AGENT_VENV + " || true",
+            "  fi",
+            f'  export PATH="{AGENT_VENV}/bin:$PATH"',
+            f"  pip install --upgrade {q(requirement)} || scaler_fail 'installing clearml-agent failed'",
+            "fi",
+        ]
+    )
+    conf_text = context.clearml_conf or "\n".join(core_clearml_conf(config, resource, context)) + "\n"
+    conf = "\n".join(
+        [
+            "umask 077",
+            f"printf '%s' {q(conf_text)} > \"$HOME/clearml.conf\"",
+            "umask 022",
+            'export CLEARML_CONFIG_FILE="$HOME/clearml.conf"',
+        ]
+    )
+    args = ["clearml-agent", "--config-file", '"$HOME/clearml.conf"', "daemon", "--queue", q(resource.queue)]
+    if image:
+        args += ["--docker", q(image)]
+    if resource.cpu_only:
+        args.append("--cpu-only")
+    args += [q(arg) for arg in resource.extra_agent_args]
+    start = "\n".join(
+        [
+            " ".join(args),
+            "agent_rc=$?",
+            'echo "clearml-scaler: clearml-agent exited with status ${agent_rc}"',
+        ]
+    )
+    epilogue = "\n".join(
+        [
+            "# the agent is gone: stop billing (instances launch with shutdown behaviour 'terminate')",
+            "shutdown -h now || poweroff",
+        ]
+    )
+    parts = [ScriptPart(100, "prologue", prologue), ScriptPart(250, "worker identity", identity)]
+    if user:
+        parts.append(ScriptPart(300, "user scripts", "\n".join(user)))
+    parts += [
+        ScriptPart(400, "install clearml-agent", install),
+        ScriptPart(500, "clearml.conf", conf),
+        ScriptPart(600, "start clearml-agent", start),
+        ScriptPart(900, "shutdown", epilogue),
+    ]
+    return parts
+
+
+def render_clearml_conf(host: PluginHost, config: Config, resource: Resource, context: RenderContext) -> str:
+    return "\n".join(host.clearml_conf_parts(config, resource, config.provider_name, context)) + "\n"
+
+
+def render_init_script(host: PluginHost, config: Config, resource: Resource, context: RenderContext) -> str:
+    """The whole init script for ``resource``: every plugin's parts, sorted by order."""
+    context = replace(context, clearml_conf=render_clearml_conf(host, config, resource, context))
+    parts = host.init_script_parts(config, resource, config.provider_name, context)
+    body = []
+    for part in parts:
+        body.append(part.text if part.order == 100 else f"{comment(f'# --- {part.name} ---')}\n{part.text}")
+    return "\n\n".join(body).rstrip() + "\n"

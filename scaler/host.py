@@ -1,0 +1,228 @@
+"""The plugin host: loads entry points of group ``scaler``, registers core's built-in
+plugins, and dispatches provider hooks to exactly the chosen provider."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from scaler import hookspecs
+from scaler.errors import NotImplementedByProvider, PluginError, ProviderError
+from scaler.types import Instance, Problem, RenderContext, ScriptPart
+
+if TYPE_CHECKING:
+    from scaler.config.model import Config, Resource
+
+ENTRY_POINT_GROUP = "scaler"
+LOAD_ENV = "SCALER_LOAD_PLUGINS"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A loaded plugin: its entry-point name, distribution and version."""
+
+    name: str
+    distribution: str
+    version: str
+    is_provider: bool
+    builtin: bool = False
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be loaded, with the reason shown to the user."""
+
+    name: str
+    distribution: str
+    error: str
+
+
+@functools.cache
+def _entry_points() -> tuple[metadata.EntryPoint, ...]:
+    # scanning every installed distribution costs ~25 ms; what is installed does not change in a process
+    return tuple(sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name))
+
+
+@functools.cache
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _allowed_from_env() -> set[str] | None:
+    value = os.environ.get(LOAD_ENV)
+    if value is None:
+        return None
+    return {item.strip() for item in value.split(",") if item.strip()}
+
+
+class PluginHost:
+    """Owns the pluggy ``PluginManager``; one per process."""
+
+    def __init__(self, *, load_entry_points: bool = True, allowed: Iterable[str] | None = None) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.failures: list[PluginFailure] = []
+        allow = set(allowed) if allowed is not None else _allowed_from_env()
+        if load_entry_points:
+            self._load_entry_points(allow)
+        # core's own plugins are registered last so pluggy calls them first
+        from scaler.default_plugins import core as builtin
+        from scaler.default_plugins import simulated
+
+        self._register(simulated, "simulated", "clearml-scaler", builtin=True)
+        self._register(builtin, "scaler.default_plugins.core", "clearml-scaler", builtin=True)
+
+    # -- loading -----------------------------------------------------------------------
+
+    def _load_entry_points(self, allow: set[str] | None) -> None:
+        for ep in _entry_points():
+            dist = ep.dist.name if ep.dist is not None else ""
+            if allow is not None and not ({ep.name, dist, ep.module.split(".")[0]} & allow):
+                continue
+            if ep.name in self.plugins:
+                self.failures.append(
+                    PluginFailure(
+                        ep.name, dist, f"duplicate plugin name (already from {self.plugins[ep.name].distribution})"
+                    )
+                )
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self.failures.append(PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}"))
+                continue
+            try:
+                self._register(plugin, ep.name, dist)
+            except Exception as exc:
+                self.failures.append(PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}"))
+
+    def register(self, plugin: Any, name: str, distribution: str = "") -> None:
+        """Register a plugin object by hand (tests, embedding)."""
+        self._register(plugin, name, distribution)
+
+    def _register(self, plugin: Any, name: str, distribution: str, *, builtin: bool = False) -> None:
+        self.pm.register(plugin, name=name)
+        version = _version(distribution) if distribution else ""
+        is_provider = any(hasattr(plugin, hook) for hook in hookspecs.PROVIDER_HOOKS)
+        self.plugins[name] = PluginInfo(name, distribution, version, is_provider, builtin)
+
+    # -- providers ---------------------------------------------------------------------
+
+    def provider_names(self) -> list[str]:
+        return sorted(name for name, info in self.plugins.items() if info.is_provider)
+
+    def provider(self, name: str) -> Provider:
+        info = self.plugins.get(name)
+        if info is None or not info.is_provider:
+            failed = [f for f in self.failures if f.name == name]
+            if failed:
+                raise PluginError(f"provider '{name}' is installed but failed to load: {failed[0].error}")
+            installed = ", ".join(self.provider_names()) or "none"
+            raise PluginError(f"unknown provider '{name}'; installed providers: {installed}")
+        return Provider(self, name)
+
+    # -- contribution hooks ------------------------------------------------------------
+
+    def validate(self, raw: dict[str, Any], provider: str | None, providers: list[str]) -> list[Problem]:
+        problems: list[Problem] = []
+        for found in self.pm.hook.scaler_validate_config(config=raw, provider=provider, providers=providers):
+            problems.extend(found or [])
+        return problems
+
+    def vault_keys(self, provider: str) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for mapping in reversed(self.pm.hook.scaler_vault_keys(provider=provider)):
+            merged.update(mapping or {})
+        return merged
+
+    def config_defaults(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for defaults in self.pm.hook.scaler_config_defaults():
+            merged.update(defaults or {})
+        return merged
+
+    def init_script_parts(
+        self, config: Config, resource: Resource, provider: str, context: RenderContext
+    ) -> list[ScriptPart]:
+        parts: list[ScriptPart] = []
+        hook = self.pm.hook.scaler_init_script_parts
+        for found in hook(config=config, resource=resource, provider=provider, context=context):
+            parts.extend(found or [])
+        return sorted(parts, key=lambda part: part.order)  # stable: plugin order within one order
+
+    def clearml_conf_parts(
+        self, config: Config, resource: Resource, provider: str, context: RenderContext
+    ) -> list[str]:
+        parts: list[str] = []
+        hook = self.pm.hook.scaler_clearml_conf_parts
+        for found in hook(config=config, resource=resource, provider=provider, context=context):
+            parts.extend(found or [])
+        return parts
+
+
+class Provider:
+    """The chosen provider's hooks, callable on that one plugin only."""
+
+    def __init__(self, host: PluginHost, name: str) -> None:
+        self.name = name
+        self.info = host.plugins[name]
+        others = [plugin for plugin_name, plugin in host.pm.list_name_plugin() if plugin_name != name]
+        self._callers = {
+            hook: host.pm.subset_hook_caller(hook, remove_plugins=others) for hook in hookspecs.PROVIDER_HOOKS
+        }
+        self._plugin = host.pm.get_plugin(name)
+
+    def _call(self, hook: str, **kwargs: Any) -> Any:
+        if not hasattr(self._plugin, hook):
+            raise NotImplementedByProvider(f"provider '{self.name}' does not implement {hook}")
+        try:
+            return self._callers[hook](**kwargs)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            # a plugin bug: keep the loop alive, report with context; the traceback is for
+            # whoever debugs the plugin (--log-level DEBUG)
+            logging.getLogger("scaler").debug("provider '%s' raised in %s", self.name, hook, exc_info=True)
+            raise ProviderError(
+                f"provider '{self.name}' failed in {hook}: {type(exc).__name__}: {exc}", code=type(exc).__name__
+            ) from exc
+
+    def launch(
+        self, config: Config, resource: Resource, count: int, init_script: str, launch_token: str, spot: bool
+    ) -> list[Instance]:
+        return list(
+            self._call(
+                "scaler_launch",
+                config=config,
+                resource=resource,
+                count=count,
+                init_script=init_script,
+                launch_token=launch_token,
+                spot=spot,
+            )
+            or []
+        )
+
+    def list_instances(self, config: Config) -> list[Instance]:
+        return list(self._call("scaler_list_instances", config=config) or [])
+
+    def terminate(self, config: Config, instance_ids: list[str]) -> None:
+        if instance_ids:
+            self._call("scaler_terminate", config=config, instance_ids=list(instance_ids))
+
+    def console_output(self, config: Config, instance_id: str) -> str:
+        return str(self._call("scaler_console_output", config=config, instance_id=instance_id) or "")
+
+    def check_cloud(self, config: Config) -> list[Problem]:
+        return list(self._call("scaler_check_cloud", config=config) or [])

@@ -1,0 +1,259 @@
+"""``scaler status``: what the fleet looks like now.
+
+Queues and workers come from ClearML, instances from the provider's ``list`` (the same two
+reads a tick makes); the last actions and the idle timers come from the running scaler's
+state file (:mod:`scaler.ops.statefile`), when there is one on this machine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scaler.engine.policy import WorkerObs, worker_id
+from scaler.errors import ProviderError
+from scaler.ops.statefile import read_state
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from scaler.config.model import Config
+    from scaler.engine.reconciler import QueueSource
+    from scaler.host import Provider
+
+STATES = ("booting", "idle", "busy")
+
+
+def collect(
+    config: Config,
+    provider: Provider,
+    source: QueueSource,
+    *,
+    state_path: Path | None = None,
+    now: float | None = None,
+    actions: int = 10,
+) -> dict[str, Any]:
+    """One snapshot of the fleet as plain data (the ``--format json`` output)."""
+    now = time.time() if now is None else now
+    errors: list[str] = []
+    queues, workers = source.read(config.queues)
+    if queues is None or workers is None:
+        errors.append("the ClearML server could not be read: pending tasks and workers are unknown")
+    try:
+        instances = provider.list_instances(config)
+    except ProviderError as exc:
+        instances = None
+        errors.append(f"the cloud could not be listed ({exc.kind}): {exc}")
+
+    state = read_state(state_path) if state_path is not None else None
+    if state is not None and state.get("name") != config.scaler.name:
+        state = None
+    idle_since: dict[str, float] = dict((state or {}).get("idle_since") or {})
+
+    prefix = config.scaler.workers_prefix
+    owner: dict[str, str] = {}
+    for inst in instances or ():
+        owner[worker_id(prefix, inst.resource, inst.id)] = inst.id
+    workers_of: dict[str, list[WorkerObs]] = defaultdict(list)
+    for worker in workers or ():
+        base = worker.id if worker.id in owner else worker.id.rsplit(":", 1)[0]
+        if base in owner:
+            workers_of[owner[base]].append(worker)
+
+    rows: list[dict[str, Any]] = []
+    for inst in sorted(instances or (), key=lambda i: (i.resource, i.launched_at, i.id)):
+        mine = workers_of.get(inst.id, [])
+        busy = [w for w in mine if w.task]
+        if not inst.state.alive:
+            activity = inst.state.value
+        elif workers is None:
+            activity = "unknown"  # ClearML unread: no way to tell booting, idle or busy
+        elif busy:
+            activity = "busy"
+        elif mine:
+            activity = "idle"
+        else:
+            activity = "booting"
+        since = idle_since.get(inst.id) if activity == "idle" else None
+        rows.append(
+            {
+                "id": inst.id,
+                "resource": inst.resource,
+                "state": inst.state.value,
+                "activity": activity,
+                "age": max(0.0, now - inst.launched_at),
+                "worker": mine[0].id if mine else None,
+                "task": busy[0].task if busy else None,
+                "task_name": busy[0].task_name if busy else "",
+                "idle_for": max(0.0, now - since) if since is not None else None,
+                "spot": inst.spot,
+                "zone": inst.zone,
+                "instance_type": inst.instance_type,
+            }
+        )
+
+    configured = {r.name for r in config.resources}
+    resources = []
+    names = [r.name for r in config.resources] + sorted({r["resource"] for r in rows} - configured)
+    for name in names:
+        resource = config.resource(name)
+        alive = [r for r in rows if r["resource"] == name and r["activity"] in (*STATES, "unknown")]
+        counts = {s: sum(1 for r in alive if r["activity"] == s) for s in STATES}
+        known = instances is not None and workers is not None
+        resources.append(
+            {
+                "name": name,
+                "queue": resource.queue if resource else None,
+                "running": len(alive) if instances is not None else None,
+                **{s: (counts[s] if known else None) for s in STATES},
+                "max": resource.max_instances if resource else None,
+                "spot": resource.spot if resource else None,
+                "configured": resource is not None,
+            }
+        )
+
+    queue_rows = [
+        {
+            "queue": name,
+            "pending": queues[name].pending if queues is not None and name in queues else None,
+            "resources": [r.name for r in config.resources_for_queue(name)],
+        }
+        for name in config.queues
+    ]
+
+    last_tick = (state or {}).get("last_tick") or {}
+    scaler_info: dict[str, Any] = {
+        "state_file": str(state_path) if state_path is not None else None,
+        "found": state is not None,
+    }
+    if state is not None:
+        at = last_tick.get("at")
+        interval = float(state.get("polling_interval") or config.scaler.polling_interval)
+        scaler_info.update(
+            {
+                "pid": state.get("pid"),
+                "dry_run": bool(state.get("dry_run")),
+                "last_tick_at": at,
+                "last_tick_age": (now - at) if isinstance(at, (int, float)) else None,
+                "stale": isinstance(at, (int, float)) and now - at > 3 * interval + 10,
+                "last_tick": last_tick,
+            }
+        )
+    recent = list((state or {}).get("actions") or [])[-actions:] if actions > 0 else []
+    return {
+        "name": config.scaler.name,
+        "provider": provider.name,
+        "at": now,
+        "clearml_ok": queues is not None and workers is not None,
+        "cloud_ok": instances is not None,
+        "errors": errors,
+        "queues": queue_rows,
+        "resources": resources,
+        "instances": rows,
+        "scaler": scaler_info,
+        "actions": recent,
+    }
+
+
+def human(seconds: float | None) -> str:
+    """``42s``, ``12m``, ``3h05m``, ``2d03h``."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s" if s < 600 else f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _clock(at: float, now: float) -> str:
+    fmt = "%H:%M:%S" if now - at < 86400 else "%Y-%m-%d %H:%M"
+    return time.strftime(fmt, time.localtime(at))
+
+
+def _n(value: Any) -> str:
+    return "?" if value is None else str(value)
+
+
+def render(snapshot: dict[str, Any], console: Console) -> None:
+    """The snapshot as rich tables."""
+    from rich.table import Table
+
+    now = float(snapshot["at"])
+    scaler = snapshot["scaler"]
+    head = f"scaler '{snapshot['name']}' on {snapshot['provider']} · {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    if scaler.get("found"):
+        age = scaler.get("last_tick_age")
+        head += f" · last tick {human(age)} ago (pid {scaler.get('pid')})"
+        if scaler.get("dry_run"):
+            head += " · dry run"
+        if scaler.get("stale"):
+            head += " · STALE: is `scaler run` still running?"
+    elif scaler.get("state_file"):
+        head += (
+            f" · no state file at {scaler['state_file']} (last actions and idle times come from a running `scaler run`)"
+        )
+    console.print(head)
+    for error in snapshot["errors"]:
+        console.print(f"error: {error}", style="red")
+
+    queues = Table(title="Queues", title_justify="left")
+    for column in ("queue", "pending", "resources"):
+        queues.add_column(column, justify="right" if column == "pending" else "left")
+    for row in snapshot["queues"]:
+        queues.add_row(row["queue"], _n(row["pending"]), ", ".join(row["resources"]))
+    console.print(queues)
+
+    resources = Table(title="Resources", title_justify="left")
+    for column in ("resource", "queue", "running", "booting", "idle", "busy", "max", "market"):
+        resources.add_column(
+            column, justify="right" if column in ("running", "booting", "idle", "busy", "max") else "left"
+        )
+    for row in snapshot["resources"]:
+        market = "-" if row["spot"] is None else ("spot" if row["spot"] else "on-demand")
+        resources.add_row(
+            row["name"] + ("" if row["configured"] else " (not configured)"),
+            row["queue"] or "-",
+            _n(row["running"]),
+            _n(row["booting"]),
+            _n(row["idle"]),
+            _n(row["busy"]),
+            _n(row["max"]) if row["max"] is not None else "-",
+            market,
+        )
+    console.print(resources)
+
+    instances = Table(title="Instances", title_justify="left")
+    for column in ("instance", "resource", "state", "age", "worker", "activity", "idle for", "market"):
+        instances.add_column(column, justify="right" if column in ("age", "idle for") else "left")
+    for row in snapshot["instances"]:
+        activity = row["activity"]
+        if row["task"]:
+            activity = f"busy: {row['task_name'] or row['task']}"
+        instances.add_row(
+            row["id"],
+            row["resource"],
+            row["state"],
+            human(row["age"]),
+            row["worker"] or "-",
+            activity,
+            human(row["idle_for"]) if row["activity"] == "idle" else "-",
+            "spot" if row["spot"] else "on-demand",
+        )
+    if not snapshot["instances"]:
+        instances.add_row("(none)" if snapshot["cloud_ok"] else "(unknown)", "", "", "", "", "", "", "")
+    console.print(instances)
+
+    actions = Table(title="Last actions", title_justify="left")
+    actions.add_column("time")
+    actions.add_column("action")
+    for item in snapshot["actions"]:
+        actions.add_row(_clock(float(item["at"]), now), str(item["action"]))
+    if not snapshot["actions"]:
+        actions.add_row("-", "none recorded" if scaler.get("found") else "no state file")
+    console.print(actions)

@@ -1,0 +1,357 @@
+"""A simulated world for the demo and the simulator: the simulated cloud, an in-memory
+ClearML queue, and agents that register workers and run tasks, all on a virtual clock.
+
+The real policy and reconciler run against it unchanged: the reconciler sees the cloud
+only through the ``simulated`` provider's hooks and the queue only through the
+:class:`~scaler.engine.reconciler.QueueSource` protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scaler.default_plugins import simulated
+from scaler.engine.policy import QueueObs, WorkerObs
+from scaler.types import Secret, ServerInfo
+
+if TYPE_CHECKING:
+    from scaler.config.model import Config
+    from scaler.engine.reconciler import TickReport
+    from scaler.host import PluginHost
+
+DATA = Path(__file__).parent / "data"
+
+
+class VirtualClock:
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- the trace -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    at: float
+    queue: str
+    duration: float
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Task arrivals and the cloud's behaviour. See docs/how-it-works.md for the format."""
+
+    name: str
+    horizon: float
+    tasks: tuple[TaskSpec, ...]
+    boot_time: float = 90.0
+    spot_outages: tuple[simulated.SpotOutage, ...] = ()
+    preemptions: tuple[tuple[float, str], ...] = ()  # (time, resource): one spot machine reclaimed
+    description: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trace:
+        tasks: list[TaskSpec] = []
+        for index, item in enumerate(data.get("tasks", [])):
+            count = int(item.get("count", 1))
+            every = float(item.get("every", 0))
+            for k in range(count):
+                tasks.append(
+                    TaskSpec(
+                        float(item["at"]) + k * every,
+                        str(item["queue"]),
+                        float(item["duration"]),
+                        item.get("name", f"task-{index}-{k}"),
+                    )
+                )
+        tasks.sort(key=lambda t: t.at)
+        horizon = float(data.get("horizon", max((t.at + t.duration for t in tasks), default=0) + 3600))
+        outages = tuple(
+            simulated.SpotOutage(float(o["start"]), float(o["end"]), str(o.get("resource", "")))
+            for o in data.get("spot_outages", [])
+        )
+        preempt = tuple((float(p["at"]), str(p["resource"])) for p in data.get("preemptions", []))
+        return cls(
+            str(data.get("name", "trace")),
+            horizon,
+            tuple(tasks),
+            float(data.get("boot_time", 90)),
+            outages,
+            preempt,
+            str(data.get("description", "")),
+        )
+
+
+# --- the in-memory queue (a QueueSource) --------------------------------------------------
+
+
+@dataclass
+class SimTask:
+    id: str
+    name: str
+    queue: str
+    duration: float
+    arrived: float
+    status: str = "queued"  # queued | in_progress | completed | stopped
+    started: float | None = None
+    finished: float | None = None
+    worker: str = ""
+    attempts: int = 0
+
+
+@dataclass
+class SimWorker:
+    id: str
+    queues: tuple[str, ...]
+    task: str | None = None
+    last_activity: float = 0.0
+
+
+class SimQueue:
+    """An in-memory ClearML: queues of tasks and registered workers."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.tasks: dict[str, SimTask] = {}
+        self.queues: dict[str, deque[str]] = {}
+        self.workers: dict[str, SimWorker] = {}
+        self.down = False
+        self.reads = 0
+
+    def enqueue(self, spec: TaskSpec) -> SimTask:
+        task = SimTask(f"t{len(self.tasks) + 1:05d}", spec.name, spec.queue, spec.duration, self.clock())
+        self.tasks[task.id] = task
+        self.queues.setdefault(spec.queue, deque()).append(task.id)
+        return task
+
+    # QueueSource
+    def read(self, queues: list[str]) -> tuple[dict[str, QueueObs] | None, list[WorkerObs] | None]:
+        if self.down:
+            return None, None
+        self.reads += 1
+        return {q: QueueObs(q, len(self.queues.get(q, ()))) for q in queues}, self.read_workers()
+
+    def read_workers(self) -> list[WorkerObs] | None:
+        if self.down:
+            return None
+        return [
+            WorkerObs(w.id, w.queues, w.task, (w.task and self.tasks[w.task].name) or "", w.last_activity)
+            for w in self.workers.values()
+        ]
+
+    def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:
+        if self.down:
+            return None  # could not be asked: the loop tries again next tick
+        task = self.tasks.get(task_id)
+        if task is None or task.status != "in_progress":
+            return False
+        task.status, task.worker, task.started = "queued", "", None
+        self.queues.setdefault(queue, deque()).appendleft(task_id)
+        return True
+
+    def server_info(self) -> ServerInfo:
+        return ServerInfo(
+            "https://api.clearml.sim",
+            "https://app.clearml.sim",
+            "https://files.clearml.sim",
+            Secret("SIMACCESSKEY"),
+            Secret("sim-secret"),
+        )
+
+
+# --- the world ------------------------------------------------------------------------------
+
+
+class World:
+    """Advances the simulated cloud, agents and tasks to a point in virtual time."""
+
+    def __init__(
+        self,
+        trace: Trace,
+        prefix: str,
+        clock: VirtualClock,
+        queue_of: dict[str, str],
+        capacity: dict[str, int] | None = None,
+    ) -> None:
+        self.trace = trace
+        self.queue_of = queue_of  # resource name -> the queue its agents listen to
+        self.prefix = prefix
+        self.clock = clock
+        self.cloud = simulated.SimulatedCloud(
+            clock=clock, boot_time=trace.boot_time, capacity=capacity or {}, spot_outages=list(trace.spot_outages)
+        )
+        self.queue = SimQueue(clock)
+        self._next_task = 0
+        self._preempt = sorted(trace.preemptions)
+        self.preempted = 0
+
+    def advance(self, until: float, step: float = 5.0) -> None:
+        while self.clock.now < until:
+            self.clock.now = min(until, self.clock.now + step)
+            self._step()
+
+    def _step(self) -> None:
+        now = self.clock.now
+        tasks = self.trace.tasks
+        while self._next_task < len(tasks) and tasks[self._next_task].at <= now:
+            self.queue.enqueue(tasks[self._next_task])
+            self._next_task += 1
+        while self._preempt and self._preempt[0][0] <= now:
+            _, resource = self._preempt.pop(0)
+            victims = [i for i in self.cloud.alive() if i.resource == resource and i.spot]
+            if victims:
+                self.cloud.preempt(victims[0].id)
+                self.preempted += 1
+        self.cloud.step()
+        alive = {}
+        for inst in self.cloud.instances.values():
+            if inst.state == "running":
+                alive[f"{self.prefix}:{inst.resource}:{inst.id}"] = inst
+        for wid in list(self.queue.workers):
+            if wid not in alive:  # machine gone: its agent with it (a running task stays in_progress)
+                del self.queue.workers[wid]
+        for wid, inst in alive.items():
+            worker = self.queue.workers.get(wid)
+            if worker is None:
+                queue = self.queue_of.get(inst.resource, inst.resource)
+                worker = self.queue.workers[wid] = SimWorker(wid, (queue,), None, now)
+            if worker.task:
+                task = self.queue.tasks[worker.task]
+                if task.started is not None and now >= task.started + task.duration:
+                    task.status, task.finished = "completed", now
+                    worker.task = None
+            if worker.task is None:
+                pending = self.queue.queues.get(worker.queues[0])
+                if pending:
+                    task = self.queue.tasks[pending.popleft()]
+                    task.status, task.started, task.worker = "in_progress", now, wid
+                    task.attempts += 1
+                    worker.task = task.id
+            worker.last_activity = now
+
+    @property
+    def done(self) -> bool:
+        return self._next_task >= len(self.trace.tasks) and all(
+            t.status == "completed" for t in self.queue.tasks.values()
+        )
+
+
+# --- the run and its summary ----------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, math.ceil(q / 100 * len(ordered)) - 1)
+    return ordered[rank]
+
+
+@dataclass
+class Summary:
+    trace: str
+    ticks: int = 0
+    launched: Counter[str] = field(default_factory=Counter)
+    terminated: Counter[str] = field(default_factory=Counter)
+    requeued: int = 0
+    preempted: int = 0
+    tasks: int = 0
+    completed: int = 0
+    wait_p50: float = 0.0
+    wait_p95: float = 0.0
+    wait_max: float = 0.0
+    instance_minutes: dict[str, float] = field(default_factory=dict)
+    cost: float = 0.0
+    peak_fleet: int = 0
+    timeline: list[tuple[float, int, int]] = field(default_factory=list)  # (time, pending, fleet)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "trace": self.trace,
+            "ticks": self.ticks,
+            "launched": dict(self.launched),
+            "terminated": dict(self.terminated),
+            "requeued": self.requeued,
+            "preempted": self.preempted,
+            "tasks": self.tasks,
+            "completed": self.completed,
+            "wait_seconds": {"p50": self.wait_p50, "p95": self.wait_p95, "max": self.wait_max},
+            "instance_minutes": {k: round(v, 1) for k, v in self.instance_minutes.items()},
+            "cost": round(self.cost, 2),
+            "peak_fleet": self.peak_fleet,
+        }
+
+
+def summarise(world: World, reports: list[TickReport], prices: dict[str, float]) -> Summary:
+    summary = Summary(world.trace.name, ticks=len(reports), preempted=world.preempted)
+    for report in reports:
+        summary.launched.update(report.launched)
+        summary.terminated.update(report.terminated)
+        summary.requeued += report.requeued
+        fleet = sum(stats["alive"] for stats in report.fleet.values())
+        summary.peak_fleet = max(summary.peak_fleet, fleet)
+        summary.timeline.append((report.now, sum(report.pending.values()), fleet))
+    tasks = list(world.queue.tasks.values())
+    summary.tasks = len(tasks)
+    summary.completed = sum(1 for t in tasks if t.status == "completed")
+    waits = [(t.started if t.started is not None else world.clock.now) - t.arrived for t in tasks]
+    summary.wait_p50, summary.wait_p95 = percentile(waits, 50), percentile(waits, 95)
+    summary.wait_max = max(waits, default=0.0)
+    minutes: dict[str, float] = defaultdict(float)
+    for inst in world.cloud.instances.values():
+        end = inst.ended_at if inst.state == "terminated" or inst.ended_at else world.clock.now
+        minutes[inst.resource] += (end - inst.launched_at) / 60
+    summary.instance_minutes = dict(minutes)
+    summary.cost = sum(m / 60 * prices.get(r, 0.0) for r, m in minutes.items())
+    return summary
+
+
+def demo_paths() -> tuple[Path, Path]:
+    return DATA / "demo.conf", DATA / "demo-trace.json"
+
+
+def run_simulation(
+    config: Config,
+    host: PluginHost,
+    trace: Trace,
+    *,
+    on_tick: Callable[[TickReport, World], None] | None = None,
+    capacity: dict[str, int] | None = None,
+) -> Summary:
+    """Replay ``trace`` with the real policy and reconciler on the simulated provider."""
+    from scaler.engine.reconciler import Reconciler
+
+    clock = VirtualClock(0.0)
+    world = World(trace, config.scaler.workers_prefix, clock, {r.name: r.queue for r in config.resources}, capacity)
+    simulated.use_cloud(world.cloud)
+    try:
+        reconciler = Reconciler(config, host, host.provider(simulated.NAME), world.queue, clock=clock)
+        reports: list[TickReport] = []
+        last_arrival = trace.tasks[-1].at if trace.tasks else 0.0
+        now = 0.0
+        while now <= trace.horizon:
+            world.advance(now)
+            report = reconciler.tick()
+            reports.append(report)
+            if on_tick is not None:
+                on_tick(report, world)
+            if now > last_arrival and world.done and not world.cloud.alive():
+                break
+            now += config.scaler.polling_interval
+    finally:
+        simulated.use_cloud(None)
+    return summarise(world, reports, {r.name: r.price_per_hour for r in config.resources})
