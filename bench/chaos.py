@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:  # `python bench/chaos.py` puts bench/ first; the 
     sys.path.insert(0, str(ROOT))
 
 from tests.fakes.ec2 import EC2Proxy, MotoServer  # noqa: E402
-from tests.test_chaos import SIZES, SeedRun, run_chaos, verdict  # noqa: E402
+from tests.support.chaos import SIZES, SeedRun, run_chaos, verdict  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

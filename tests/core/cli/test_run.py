@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from tests.fakes.clearml_server import FakeClearML
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 PREFIX = "cli"
 
 

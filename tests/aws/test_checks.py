@@ -14,16 +14,13 @@ from scaler.cli import app
 from scaler.host import PluginHost, Provider
 from scaler.types import TAG_SCALER, Problem
 from tests.fakes.ec2 import EC2Proxy, MotoServer
-from tests.test_aws_support import (
-    aws_fixtures,
+from tests.support.aws import (
     make_config,
     make_network,
     raw_config,
     register_ami,
     resource,
 )
-
-_fresh_clients, host, aws = aws_fixtures()
 
 
 def problems(host: PluginHost, raw: dict[str, Any], provider: str | None = "aws") -> dict[str, Problem]:

@@ -20,8 +20,9 @@ from scaler.host import PluginHost
 from scaler.ops.observers import attach
 from scaler.ops.statefile import default_path, read_state
 from tests.fakes.clearml_server import FakeClearML
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 PREFIX = "st"
 runner = CliRunner()
 

@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from scaler.cli import app
+from tests.support import REPO
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = REPO / "examples"
 runner = CliRunner()
 
 AWS_RESOURCE = 'aws { instance_type = "g5.xlarge", ami_id = "ami-0abcdef1234567890" }'

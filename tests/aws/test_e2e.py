@@ -21,9 +21,7 @@ from scaler.host import PluginHost
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from tests.fakes.clearml_server import FakeClearML
 from tests.fakes.ec2 import DUMMY_AMI, EC2Proxy, MotoServer
-from tests.test_aws_support import aws_fixtures, tags_of
-
-_fresh_clients, host, aws = aws_fixtures()
+from tests.support.aws import tags_of
 
 SCALER_BIN = Path(sys.executable).parent / "scaler"
 FLEET = "e2e-fleet"

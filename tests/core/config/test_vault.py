@@ -13,6 +13,7 @@ from scaler.cli import app
 from scaler.config.loading import load_config, parse_hocon
 from scaler.config.vault import merge_vault
 from scaler.host import PluginHost
+from tests.support import REPO
 
 KEYS = {
     "aws_region": "aws.region",
@@ -179,7 +180,7 @@ def test_unparsable_vault_is_skipped_with_ignore_flag(tmp_path: Path) -> None:
 
 
 def test_vault_file_reaches_the_typed_config(tmp_path: Path) -> None:
-    examples = Path(__file__).resolve().parent.parent / "examples"
+    examples = REPO / "examples"
     config = write(tmp_path, "c.conf", CONFIG % "")
     result = load_config(config, PluginHost(), provider="aws", vault_path=examples / "vault.conf")
     assert result.ok, result.problems
@@ -193,7 +194,7 @@ def test_vault_file_reaches_the_typed_config(tmp_path: Path) -> None:
 
 
 def test_apply_vault_false_skips_the_vault(tmp_path: Path) -> None:
-    examples = Path(__file__).resolve().parent.parent / "examples"
+    examples = REPO / "examples"
     config = write(tmp_path, "c.conf", CONFIG % "apply_vault = false")
     result = load_config(config, PluginHost(), provider="aws", vault_path=examples / "vault.conf")
     assert result.config is not None and result.config.provider_settings["region"] == "us-east-1"

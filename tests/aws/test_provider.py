@@ -15,9 +15,8 @@ from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, InstanceSta
 from scaler_aws.client import ec2_client
 from scaler_aws.provider import aws_settings
 from tests.fakes.ec2 import EC2Proxy, MotoServer, create_instances_direct
-from tests.test_aws_support import (
+from tests.support.aws import (
     SCALER,
-    aws_fixtures,
     describe,
     make_config,
     make_network,
@@ -26,8 +25,6 @@ from tests.test_aws_support import (
     resource,
     tags_of,
 )
-
-_fresh_clients, host, aws = aws_fixtures()
 
 SCRIPT = "#!/bin/bash\necho 'hello from the init script'\n"
 TOKEN = "3b0f1a9e-7c55-5d2e-8f4a-0d9c2b1e6a77"

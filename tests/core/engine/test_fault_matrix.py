@@ -29,11 +29,12 @@ from scaler.host import PluginHost
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from tests.fakes.clearml_server import FakeClearML
 from tests.fakes.ec2 import EC2Proxy, MotoServer
-from tests.test_aws_support import SCALER, aws_fixtures, make_config, raw_config, resource
+from tests.support import REPO
+from tests.support.aws import SCALER, aws_fixtures, make_config, raw_config, resource
 
 _fresh_clients, host, aws = aws_fixtures()
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 PREFIX = "dynamic_aws"  # raw_config's workers_prefix
 
 

@@ -13,16 +13,13 @@ from scaler.engine.reconciler import Reconciler
 from scaler.host import PluginHost, Provider
 from scaler.types import Secret, ServerInfo
 from tests.fakes.ec2 import EC2Proxy, MotoServer
-from tests.test_aws_support import (
-    aws_fixtures,
+from tests.support.aws import (
     make_config,
     raw_config,
     requests_of,
     resource,
     tags_of,
 )
-
-_fresh_clients, host, aws = aws_fixtures()
 
 
 class FakeQueues:

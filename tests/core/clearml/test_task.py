@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 from scaler import __version__
 from scaler.cli import app
 from tests.fakes.clearml_server import FakeClearML
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 runner = CliRunner()
 
 

@@ -15,8 +15,9 @@ from scaler.cli import app
 from scaler.config.catalog import is_secret
 from scaler.config.loading import load_config
 from scaler.host import PluginHost
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 runner = CliRunner()
 
 SECRETS = {

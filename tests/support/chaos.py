@@ -52,8 +52,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from tests.fakes.clearml_server import FakeClearML
 from tests.fakes.ec2 import (
@@ -65,8 +63,9 @@ from tests.fakes.ec2 import (
     ec2_client,
     run_foreign_instances,
 )
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 POLL = 1.0  # scaler.polling_interval (the schema's minimum)
 IDLE = 3.0  # scaler.max_idle_time
@@ -773,32 +772,3 @@ def verdict(runs: list[SeedRun], world_violations: list[str]) -> str:
     if world_violations:
         failed.append("world: " + "\n  ".join(world_violations))
     return "\n\n".join(failed)
-
-
-# -- the tests ------------------------------------------------------------------------------------
-
-CI_SEEDS = (1, 2, 3, 4)
-
-
-def test_plans_are_seeded_and_cover_every_kill_mode() -> None:
-    assert make_plan(7) == make_plan(7) != make_plan(8)
-    modes = {mode for seed in range(1, 51) for _at, mode, _d in make_plan(seed, **SIZES["full"]).kills}
-    assert modes == set(KILL_MODES)
-    assert {m for _at, m, _d in (k for s in CI_SEEDS for k in make_plan(s).kills)} >= {"launch", "terminate"}
-
-
-def test_chaos_kill9_and_restart(ec2_proxy: EC2Proxy, tmp_path: Path) -> None:
-    runs, world = run_chaos(CI_SEEDS, ec2_proxy, tmp_path, size="small", parallel=len(CI_SEEDS))
-    for run in runs:
-        print(run.summary())
-    problems = verdict(runs, world)
-    assert not problems, problems
-
-
-@pytest.mark.slow
-def test_chaos_50_seeds(ec2_proxy: EC2Proxy, tmp_path: Path) -> None:
-    runs, world = run_chaos(range(1, 51), ec2_proxy, tmp_path, size="full", parallel=5)
-    for run in runs:
-        print(run.summary())
-    problems = verdict(runs, world)
-    assert not problems, problems

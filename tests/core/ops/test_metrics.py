@@ -25,8 +25,9 @@ from scaler.errors import QuotaError
 from scaler.host import PluginHost
 from scaler.ops.metrics import Metrics
 from tests.fakes.clearml_server import FakeClearML
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 PREFIX = "m"
 
 

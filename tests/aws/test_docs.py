@@ -6,14 +6,13 @@ from __future__ import annotations
 import ast
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from scaler.host import PluginHost, Provider
 from scaler_aws.schema import AWS_RESOURCE_SECTION, AWS_SECTION, EBS_SECTION, VAULT_KEYS
 from tests.fakes.ec2 import EC2Proxy, MotoServer
-from tests.test_aws_support import (
-    aws_fixtures,
+from tests.support import REPO
+from tests.support.aws import (
     make_config,
     make_network,
     raw_config,
@@ -21,9 +20,7 @@ from tests.test_aws_support import (
     resource,
 )
 
-_fresh_clients, host, aws = aws_fixtures()
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 DOC = ROOT / "docs" / "aws.md"
 PLUGIN = ROOT / "plugins" / "aws" / "scaler_aws"
 #: implied by RunInstances' TagSpecifications: authorised by IAM, never a request of its own

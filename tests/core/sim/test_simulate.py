@@ -13,8 +13,9 @@ from scaler.errors import ConfigError
 from scaler.host import PluginHost
 from scaler.sim.run import SimTrace, load, render_text, require_matplotlib, simulate, vary
 from scaler.sim.world import demo_paths
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 TRACES = ROOT / "bench" / "traces"
 
 TINY_CONF = """

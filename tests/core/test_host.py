@@ -18,8 +18,9 @@ from scaler.errors import NotImplementedByProvider, PluginError, ProviderError
 from scaler.hookspecs import hookimpl
 from scaler.host import PluginHost
 from scaler.types import Instance, InstanceState, RenderContext, ScriptPart, ServerInfo
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 SCALER = [sys.executable, "-m", "scaler.cli"]
 ALLOW = "clearml-scaler-aws,clearml-scaler-gcp,clearml-scaler-toycloud,clearml-scaler-broken"
 

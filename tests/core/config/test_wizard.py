@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from scaler.cli import app
+from tests.support import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 runner = CliRunner()
 
 
