@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -38,6 +39,14 @@ def _build_cli_once() -> None:
 
 
 _build_cli_once()
+
+
+@pytest.fixture
+def scaler_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real ``scaler`` command line as a subprocess (see tests/support/cli.py)."""
+    from tests.support.cli import run_cli
+
+    return run_cli
 
 
 @pytest.fixture(autouse=True)

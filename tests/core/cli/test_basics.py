@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 from scaler import __version__
+from tests.support.cli import run_cli
 
 HEAVY = ("boto3", "botocore", "google.cloud", "google.api_core", "clearml", "pyhocon", "moto")
 
 
-def scaler(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scaler.cli", *args], capture_output=True, text=True, timeout=60)
+scaler = run_cli
 
 
 def test_help_lists_the_commands() -> None:

@@ -5,11 +5,9 @@ built-in ``simulated`` provider keeping its fleet in a state file across process
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,24 +16,12 @@ from typing import Any
 import pytest
 
 from tests.fakes.clearml_server import FakeClearML
-from tests.support import REPO
+from tests.support.cli import run_cli, start_cli
 
-ROOT = REPO
 PREFIX = "cli"
 
 
-def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m scaler.cli ARGS`` with the current environment; never a traceback."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "scaler.cli", *args],
-        cwd=ROOT,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    return proc
+cli = run_cli
 
 
 def write_config(tmp_path: Path, *, extra: str = "", max_idle: str = "0s", polling: str = "1s") -> tuple[Path, Path]:
@@ -184,14 +170,7 @@ def test_run_unreadable_config_exits_2(fake_clearml: FakeClearML, tmp_path: Path
 
 def signal_run(config: Path, sig: int, when_ready: Callable[[subprocess.Popen[str]], None]) -> tuple[int, str, str]:
     """Start ``scaler run`` as a process, wait with ``when_ready``, send ``sig``: (exit code, stdout, stderr)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scaler.cli", "run", "--provider", "simulated", "--config", str(config)],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli("run", "--provider", "simulated", "--config", str(config))
     try:
         when_ready(proc)
         proc.send_signal(sig)
