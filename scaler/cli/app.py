@@ -46,8 +46,17 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _version(value: bool) -> None:
+    """``clearml-scaler X.Y.Z``, then one line per installed plugin (entry point of group
+    ``scaler``): its name, distribution and version. Plugins are listed, not imported."""
     if value:
+        from importlib import metadata
+
+        from scaler.host import ENTRY_POINT_GROUP
+
         typer.echo(f"clearml-scaler {__version__}")
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+            typer.echo(f"  plugin {ep.name}: {dist}")
         raise typer.Exit()
 
 
