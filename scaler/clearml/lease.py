@@ -18,14 +18,11 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from scaler.clearml.queues import ClearMLSource
+from scaler.clearml.queues import LEASE_PREFIX, ClearMLSource, timestamp
 
 log = logging.getLogger("scaler")
-
-LEASE_PREFIX = "scaler-lease:"
 
 
 @dataclass(frozen=True)
@@ -88,23 +85,20 @@ class Lease:
 
         With ``fresh``, the lease entries of the source's latest workers read (this tick's
         observation) are used instead of another call."""
-        entries = getattr(self.source, "lease_entries", None) if fresh else None
+        entries = self.source.lease_entries if fresh else None
         if entries is None:
-            found = self.source._call("workers.get_all", lambda c: c.workers.get_all())
-            if found is None:
+            entries = self.source.read_lease_entries()
+            if entries is None:
                 return False
-            entries = {str(w.id): w for w in found}
         worker = entries.get(self.worker_id)
         if worker is None:
             return None
-        from scaler.clearml.queues import _timestamp
-
         tags = list(getattr(worker, "tags", None) or [])
         pid = _tag(tags, "pid")
         return Holder(
             _tag(tags, "holder"),
             _tag(tags, "where"),
-            _timestamp(getattr(worker, "last_activity_time", None)),
+            timestamp(getattr(worker, "last_activity_time", None)),
             host=_tag(tags, "host"),
             pid=int(pid) if pid.isdigit() else 0,
             pidns=_tag(tags, "pidns"),
@@ -144,11 +138,7 @@ class Lease:
             f"pid={os.getpid()}",
             f"pidns={self.pidns}",
         ]
-        registered = self.source._call(
-            "workers.register",
-            lambda c: c.workers.register(worker=self.worker_id, timeout=self.ttl, tags=tags),
-        )
-        if registered is None:
+        if not self.source.register_lease(self.worker_id, self.ttl, tags):
             return LeaseStatus(False, "the lease could not be registered in ClearML")
         if not self.held:
             check = self.holder()  # read back: of two scalers racing, the last registration wins
@@ -169,5 +159,5 @@ class Lease:
 
     def release(self) -> None:
         if self.held:
-            self.source._call("workers.unregister", lambda c: c.workers.unregister(worker=self.worker_id))
+            self.source.release_lease(self.worker_id)
             self.held = False

@@ -14,13 +14,16 @@ import re
 from datetime import datetime
 from typing import Any
 
-from scaler.engine.policy import QueueObs, WorkerObs
+from scaler.engine.fleet import WorkerObs
+from scaler.engine.policy import QueueObs
 from scaler.types import Secret, ServerInfo
 
 log = logging.getLogger("scaler.clearml.queues")
 
 #: seconds an API call may take before this tick treats ClearML as unreadable
 DEFAULT_TIMEOUT = 15.0
+#: worker ids of running scalers' leases (:mod:`scaler.clearml.lease`): not agents
+LEASE_PREFIX = "scaler-lease:"
 
 
 def server_info() -> ServerInfo:
@@ -46,7 +49,8 @@ def server_info() -> ServerInfo:
     )
 
 
-def _timestamp(value: Any) -> float:
+def timestamp(value: Any) -> float:
+    """Unix seconds of a time the ClearML API returns (datetime, ISO text or a number); 0 when unknown."""
     if isinstance(value, datetime):
         return value.timestamp()
     if isinstance(value, str):
@@ -129,7 +133,7 @@ class ClearMLSource:
         workers = []
         leases: dict[str, Any] = {}
         for worker in found:
-            if str(worker.id).startswith("scaler-lease:"):
+            if str(worker.id).startswith(LEASE_PREFIX):
                 # a running scaler's lease (scaler.clearml.lease), not an agent: kept for the lease check
                 leases[str(worker.id)] = worker
                 continue
@@ -141,11 +145,31 @@ class ClearMLSource:
                     queues=queues,
                     task=(getattr(task, "id", None) or None) if task else None,
                     task_name=(getattr(task, "name", "") or "") if task else "",
-                    last_activity=_timestamp(getattr(worker, "last_activity_time", None)),
+                    last_activity=timestamp(getattr(worker, "last_activity_time", None)),
                 )
             )
         self.lease_entries = leases
         return workers
+
+    # -- the lease (scaler.clearml.lease): worker entries of running scalers -----------------
+
+    def read_lease_entries(self) -> dict[str, Any] | None:
+        """Every lease entry registered now, by worker id (one fresh read); ``None`` when ClearML
+        cannot be read. :attr:`lease_entries` holds those of the latest :meth:`read_workers`."""
+        found = self._call("workers.get_all", lambda c: c.workers.get_all())
+        if found is None:
+            return None
+        return {str(w.id): w for w in found if str(w.id).startswith(LEASE_PREFIX)}
+
+    def register_lease(self, entry: str, timeout: int, tags: list[str]) -> bool:
+        """Register (or renew) the lease entry ``entry`` for ``timeout`` seconds; False when it
+        could not be done."""
+        done = self._call("workers.register", lambda c: c.workers.register(worker=entry, timeout=timeout, tags=tags))
+        return done is not None
+
+    def release_lease(self, entry: str) -> bool:
+        """Unregister the lease entry ``entry``; False when it could not be done."""
+        return self._call("workers.unregister", lambda c: c.workers.unregister(worker=entry)) is not None
 
     def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:
         """True when re-enqueued, False when there is nothing to do (task finished, deleted,

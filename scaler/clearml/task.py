@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaler.config.paths import write_private
+from scaler.engine.policy import TerminationKind
 from scaler.errors import ScalerError
 from scaler.ops.statefile import cache_dir
 
@@ -43,7 +44,7 @@ LOG_LEVEL_PROPERTY = "log_level"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_PROJECT = "DevOps"
 DEFAULT_QUEUE = "services"
-TERMINATION_REASONS = ("idle", "stuck", "orphan", "spot_unfulfilled")
+TERMINATION_REASONS = tuple(kind.value for kind in TerminationKind)
 
 
 def running_in_agent() -> bool:

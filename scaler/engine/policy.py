@@ -25,14 +25,16 @@ Rules (see docs/how-it-works.md):
 
 from __future__ import annotations
 
+import enum
 import math
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
 
 from scaler.config.fields import format_duration
+from scaler.engine.fleet import Fleet, WorkerObs, join, worker_home
 from scaler.types import Instance, InstanceState
 
 if TYPE_CHECKING:
@@ -51,15 +53,6 @@ class QueueObs:
     name: str
     pending: int
     id: str = ""
-
-
-@dataclass(frozen=True)
-class WorkerObs:
-    id: str
-    queues: tuple[str, ...] = ()  # queue names
-    task: str | None = None  # id of the task it runs, None when idle
-    task_name: str = ""
-    last_activity: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -84,11 +77,25 @@ class Launch:
     reason: str
 
 
+class TerminationKind(str, enum.Enum):
+    """Why an instance is terminated: the ``reason`` label of the metrics and the ClearML
+    task's ``terminations`` scalars (both list every member, so none can be missed)."""
+
+    IDLE = "idle"  # idle ≥ max_idle_time, or early when a cheaper home has room (consolidation)
+    STUCK = "stuck"  # no worker stuck_timeout after launch or after its worker was last seen
+    ORPHAN = "orphan"  # its resource is no longer configured (orphans = terminate)
+    SPOT_UNFULFILLED = "spot_unfulfilled"  # spot request pending past regular_instance_rollback_timeout
+    STOPPED = "stopped"  # stopped machine (its agent exited): deleted so it stops billing
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Terminate:
     instance_id: str
     resource: str
-    kind: str  # idle | stuck | orphan
+    kind: TerminationKind
     reason: str
     worker_ids: tuple[str, ...] = ()
     capture_console: bool = False
@@ -135,23 +142,8 @@ class PolicyState:
     terminated_at: dict[str, float] = field(default_factory=dict)
 
     def copy(self) -> PolicyState:
-        return PolicyState(
-            dict(self.idle_since),
-            dict(self.spot_failing_since),
-            dict(self.spot_failed_at),
-            dict(self.blackout_until),
-            dict(self.capacity_blocked_until),
-            dict(self.unconfirmed),
-            dict(self.running),
-            set(self.requeued),
-            set(self.reported),
-            self.launch_seq,
-            dict(self.worker_seen),
-            self.tick_at,
-            dict(self.tick_launched),
-            dict(self.launched_seen),
-            dict(self.terminated_at),
-        )
+        """An independent copy: every container copied, field by field, by name."""
+        return replace(self, **{f.name: _copied(getattr(self, f.name)) for f in fields(self)})
 
     def shifted(self, delta: float) -> PolicyState:
         """A copy with every timestamp moved by ``delta`` seconds.
@@ -178,6 +170,14 @@ class PolicyState:
         return out
 
 
+def _copied(value: Any) -> Any:
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, set):
+        return set(value)
+    return value
+
+
 @dataclass
 class Decision:
     launches: list[Launch] = field(default_factory=list)
@@ -198,10 +198,6 @@ class Decision:
 # --- helpers ----------------------------------------------------------------------------
 
 
-def worker_id(prefix: str, resource: str, instance_id: str) -> str:
-    return f"{prefix}:{resource}:{instance_id}"
-
-
 def launch_token(scaler: str, resource: str, now: float, seq: int) -> str:
     """Deterministic UUID for one launch decision (GCE requestId must be a UUID; EC2
     ClientToken accepts it too)."""
@@ -212,40 +208,6 @@ def _plural(n: int, word: str) -> str:
     if n == 1:
         return f"{n} {word}"
     return f"{n} {word}{'es' if word.endswith(('ch', 'sh', 's', 'x')) else 's'}"
-
-
-@dataclass
-class _Fleet:
-    """Instances joined with their workers."""
-
-    alive: dict[str, list[Instance]]  # resource -> alive instances
-    workers_of: dict[str, list[WorkerObs]]  # instance id -> its workers
-    strays: list[WorkerObs]  # workers with our prefix but no live owned instance
-
-    def count(self, resource: str) -> int:
-        return len(self.alive.get(resource, ()))
-
-
-def _join(config: Config, instances: Sequence[Instance], workers: Sequence[WorkerObs] | None) -> _Fleet:
-    prefix = config.scaler.workers_prefix
-    alive: dict[str, list[Instance]] = defaultdict(list)
-    by_worker: dict[str, str] = {}
-    for inst in instances:
-        if inst.state.alive:
-            alive[inst.resource].append(inst)
-            by_worker[worker_id(prefix, inst.resource, inst.id)] = inst.id
-    workers_of: dict[str, list[WorkerObs]] = defaultdict(list)
-    strays = []
-    for worker in workers or ():
-        if not worker.id.startswith(prefix + ":"):
-            continue  # another fleet's or a static worker: not ours to count or act on
-        # exact id, or id + ":suffix" (several agents on one machine)
-        base = worker.id if worker.id in by_worker else worker.id.rsplit(":", 1)[0]
-        if base in by_worker:
-            workers_of[by_worker[base]].append(worker)
-        else:
-            strays.append(worker)
-    return _Fleet(alive, workers_of, strays)
 
 
 # --- the decision -----------------------------------------------------------------------
@@ -263,8 +225,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
         if obs.queues is None or obs.workers is None:
             out.warn("clearml_unreadable", "the ClearML server could not be read: scaling nothing down this tick")
         return out
-    fleet = _join(config, obs.instances, obs.workers)
-    configured = {r.name for r in config.resources}
+    fleet = join(settings.workers_prefix, obs.instances, obs.workers)
     clearml_ok = obs.queues is not None and obs.workers is not None
     pending = {name: q.pending for name, q in (obs.queues or {}).items()}
 
@@ -330,7 +291,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                         Terminate(
                             inst.id,
                             resource_name,
-                            "spot_unfulfilled",
+                            TerminationKind.SPOT_UNFULFILLED,
                             f"spot request still pending {format_duration(round(age))} after launch "
                             f"(regular_instance_rollback_timeout "
                             f"{format_duration(resource.regular_instance_rollback_timeout)}); falling back to on-demand",
@@ -348,7 +309,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                         Terminate(
                             inst.id,
                             resource_name,
-                            "stuck",
+                            TerminationKind.STUCK,
                             f"{what} (stuck_timeout {format_duration(settings.stuck_timeout)}); console output saved",
                             capture_console=True,
                         )
@@ -384,7 +345,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                     Terminate(
                         inst.id,
                         resource_name,
-                        "idle",
+                        TerminationKind.IDLE,
                         f"worker idle for {format_duration(round(idle_for))} "
                         f"(max_idle_time {format_duration(settings.max_idle_time)})",
                         ids,
@@ -397,7 +358,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                     Terminate(
                         inst.id,
                         resource_name,
-                        "idle",
+                        TerminationKind.IDLE,
                         f"idle for {format_duration(round(idle_for))} and {cheaper}: the next task gets the "
                         "cheaper machine (consolidation)",
                         ids,
@@ -431,7 +392,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                     Terminate(
                         inst.id,
                         inst.resource,
-                        "stopped",
+                        TerminationKind.STOPPED,
                         "the machine is stopped (its agent exited and it shut down); deleting it so it stops billing",
                     )
                 )
@@ -442,7 +403,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
         return out
 
     # -- launches ----------------------------------------------------------------------
-    _plan_launches(config, obs, fleet, state, out, pending, booting, idle_on_queue, configured)
+    _plan_launches(config, obs, fleet, state, out, pending, booting, idle_on_queue)
     return out
 
 
@@ -450,7 +411,7 @@ def _orphan(instance_id: str, resource_name: str, worker_ids: tuple[str, ...] = 
     return Terminate(
         instance_id,
         resource_name,
-        "orphan",
+        TerminationKind.ORPHAN,
         f"resource '{resource_name}' is no longer configured (orphans = terminate)",
         worker_ids,
     )
@@ -461,7 +422,7 @@ def _spot_healthy(resource: Resource, state: PolicyState, now: float) -> bool:
 
 
 def _cheaper_home(
-    config: Config, resource: Resource, inst: Instance, state: PolicyState, fleet: _Fleet, now: float
+    config: Config, resource: Resource, inst: Instance, state: PolicyState, fleet: Fleet, now: float
 ) -> str:
     """Why an idle machine should go before ``max_idle_time``, or "" when it should not.
 
@@ -499,17 +460,16 @@ def _forget_gone(state: PolicyState, instances: Iterable[Instance]) -> None:
                 del timers[inst_id]
 
 
-def _interrupted(config: Config, obs: Observation, fleet: _Fleet, state: PolicyState, out: Decision) -> set[str]:
+def _interrupted(config: Config, obs: Observation, fleet: Fleet, state: PolicyState, out: Decision) -> set[str]:
     """Tasks whose machine vanished while running them: re-enqueue (or report).
 
     Returns the ids of stray workers holding a task that is left alone because their machine
     is not known to be this fleet's.
     """
-    alive_ids = {inst.id for insts in fleet.alive.values() for inst in insts}
+    alive_ids = fleet.alive_ids()
     listed = {inst.id for inst in obs.instances or ()}
-    strays = {worker.id for worker in fleet.strays}
     # a task some live worker runs (ours or not) is not lost, whatever happened to its old machine
-    running_now = {w.task for w in obs.workers or () if w.task and w.id not in strays}
+    running_now = fleet.live_tasks()
     lost: dict[tuple[str, str], str] = {}  # (task, instance id) -> queue
     for task, (inst_id, queue) in state.running.items():
         if inst_id not in alive_ids:
@@ -522,13 +482,14 @@ def _interrupted(config: Config, obs: Observation, fleet: _Fleet, state: PolicyS
     for worker in fleet.strays:
         if not worker.task:
             continue
-        parts = worker.id.split(":")
-        if len(parts) < 3 or parts[2] not in known:
+        home = worker_home(fleet.prefix, worker.id)
+        if home is None or home[1] not in known:
             left_alone.add(worker.id)
             continue
-        resource = config.resource(parts[1])
+        resource_name, inst_id = home
+        resource = config.resource(resource_name)
         queue = resource.queue if resource else (worker.queues[0] if worker.queues else "")
-        lost.setdefault((worker.task, parts[2]), queue)
+        lost.setdefault((worker.task, inst_id), queue)
     handled: set[str] = set()
     for (task, inst_id), queue in lost.items():
         key = f"{task}@{inst_id}"
@@ -577,13 +538,12 @@ def _duplicates(config: Config, workers: Sequence[WorkerObs], state: PolicyState
 def _plan_launches(
     config: Config,
     obs: Observation,
-    fleet: _Fleet,
+    fleet: Fleet,
     state: PolicyState,
     out: Decision,
     pending: dict[str, int],
     booting: dict[str, int],
     idle_on_queue: dict[str, int],
-    configured: set[str],
 ) -> None:
     now = obs.now
     settings = config.scaler
@@ -733,3 +693,39 @@ def record_launch_success(state: PolicyState, launch: Launch) -> None:
     state.unconfirmed.pop(launch.token, None)
     if launch.spot:
         state.spot_failing_since.pop(launch.resource, None)
+
+
+# --- what the reconciler reports back (every change of state outside `decide` is one of these) --
+
+
+def launch_seen(state: PolicyState, instance_ids: Iterable[str], now: float) -> None:
+    """Instances a launch just created: their boot is measured from ``now`` on the scaler's
+    own clock, whatever the cloud's launch time says."""
+    for inst_id in instance_ids:
+        state.launched_seen.setdefault(inst_id, now)
+
+
+def termination_recorded(state: PolicyState, instance_ids: Iterable[str], now: float) -> None:
+    """The cloud is being asked to terminate these instances (recorded before the call: its
+    answer may be lost after the cloud acted). A worker of one of them still reporting a task
+    afterwards took it in the instant before the terminate; :func:`decide` re-enqueues it."""
+    for inst_id in instance_ids:
+        state.terminated_at[inst_id] = now
+
+
+def termination_spared(state: PolicyState, instance_id: str) -> None:
+    """An idle instance's worker took a task right before its termination: it is busy, not idle."""
+    state.idle_since.pop(instance_id, None)
+
+
+def termination_deferred(
+    state: PolicyState, items: Iterable[Terminate], idle_before: dict[str, float], now: float
+) -> None:
+    """Terminations that did not happen (dry run, workers not re-read, the call failed).
+
+    :func:`decide` forgets the idle timer of an instance it terminates; here the timer comes
+    back (``idle_before``: the timers before that tick's decision), so the next tick decides
+    the same instead of waiting a whole ``max_idle_time`` again."""
+    for item in items:
+        if item.kind == TerminationKind.IDLE or item.instance_id in idle_before:
+            state.idle_since[item.instance_id] = idle_before.get(item.instance_id, now)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from scaler.config.fields import format_duration
+from scaler.engine.fleet import WorkerObs, join
 from scaler.engine.policy import (
     Decision,
     Launch,
@@ -27,11 +28,13 @@ from scaler.engine.policy import (
     QueueObs,
     Requeue,
     Terminate,
-    WorkerObs,
     decide,
+    launch_seen,
     record_launch_failure,
     record_launch_success,
-    worker_id,
+    termination_deferred,
+    termination_recorded,
+    termination_spared,
 )
 from scaler.engine.render import render_init_script
 from scaler.errors import CapacityError, ProviderError, TransientError
@@ -179,7 +182,6 @@ class Reconciler:
             instances = None
             report.errors[exc.kind] += 1
             log.warning("listing instances failed (%s): %s", exc.kind, exc)
-        report.clearml_ok = queues is not None and workers is not None
         report.cloud_ok = instances is not None
         report.pending = {name: q.pending for name, q in (queues or {}).items()}
         obs = Observation(report.now, queues, workers, instances)
@@ -213,7 +215,8 @@ class Reconciler:
             return
         todo = list(decision.requeues)
         todo += [item for task, item in retry.items() if all(r.task_id != task for r in todo)]
-        running_elsewhere = self._tasks_run_by_live_workers(workers, instances)
+        # what a dead worker of this fleet still reports is run by nobody; any other worker's task is
+        running_elsewhere = join(self.config.scaler.workers_prefix, instances, workers).live_tasks()
         for item in todo:
             if item.task_id in running_elsewhere:
                 # e.g. after a restart the dead worker is still listed with a task that a
@@ -239,48 +242,26 @@ class Reconciler:
                 self._requeue_retry[item.task_id] = item
                 log.warning("could not %s; will retry next tick", line)
 
-    def _tasks_run_by_live_workers(self, workers: list[WorkerObs] | None, instances: list[Instance] | None) -> set[str]:
-        """Tasks run by a worker that is not a dead one of this fleet (a worker of a live own
-        instance, or any worker outside the fleet's prefix)."""
-        prefix = self.config.scaler.workers_prefix
-        live = {worker_id(prefix, inst.resource, inst.id) for inst in instances or () if inst.state.alive}
-        tasks = set()
-        for worker in workers or ():
-            if not worker.task:
-                continue
-            ours = worker.id.startswith(prefix + ":")
-            if not ours or worker.id in live or worker.id.rsplit(":", 1)[0] in live:
-                tasks.add(worker.task)
-        return tasks
-
     # -- terminate -------------------------------------------------------------------------
-
-    def _keep_idle_timers(self, items: list[Terminate], idle_before: dict[str, float], now: float) -> None:
-        """The policy forgets the idle timer of an instance it decides to terminate; when the
-        termination does not happen (dry run, failed re-read, failed call) keep the timer so
-        the next tick decides the same instead of waiting a whole ``max_idle_time`` again."""
-        for item in items:
-            if item.kind == "idle" or item.instance_id in idle_before:
-                self.state.idle_since[item.instance_id] = idle_before.get(item.instance_id, now)
 
     def _terminate(self, decision: Decision, report: TickReport, idle_before: dict[str, float]) -> None:
         todo = list(decision.terminations)
         if not todo:
             return
         if self.dry_run:
-            self._keep_idle_timers(todo, idle_before, report.now)
+            termination_deferred(self.state, todo, idle_before, report.now)
         if any(t.worker_ids for t in todo) and not self.dry_run:
             # a worker may have taken a task since we read them: re-read once, spare those
             fresh = self.source.read_workers()
             if fresh is None:
                 log.warning("could not re-read workers before terminating: terminating nothing this tick")
-                self._keep_idle_timers(todo, idle_before, report.now)
+                termination_deferred(self.state, todo, idle_before, report.now)
                 return
             busy = {w.id for w in fresh if w.task}
             spared = [t for t in todo if set(t.worker_ids) & busy]
             for item in spared:
                 log.info("spared %s: its worker just took a task", item.instance_id)
-                self.state.idle_since.pop(item.instance_id, None)
+                termination_spared(self.state, item.instance_id)
             todo = [t for t in todo if t not in spared]
         by_resource: dict[str, list[Terminate]] = defaultdict(list)
         for item in todo:
@@ -294,13 +275,13 @@ class Reconciler:
                 log.info("%s%s", "[dry-run] would " if self.dry_run else "", line)
             if self.dry_run:
                 continue
-            for item in items:  # before the call: its answer may be lost after the cloud acted
-                self.state.terminated_at[item.instance_id] = report.now
+            # before the call: its answer may be lost after the cloud acted
+            termination_recorded(self.state, [t.instance_id for t in items], report.now)
             try:
                 self.provider.terminate(self.config, [t.instance_id for t in items])
             except ProviderError as exc:
                 report.errors[exc.kind] += 1
-                self._keep_idle_timers(items, idle_before, report.now)
+                termination_deferred(self.state, items, idle_before, report.now)
                 log.error(
                     "terminating %d instance(s) of %s failed (%s): %s; will retry next tick",
                     len(items),
@@ -310,7 +291,7 @@ class Reconciler:
                 )
                 continue
             for item in items:
-                report.terminated[item.kind] += 1
+                report.terminated[item.kind.value] += 1
 
     def _save_console(self, instance_id: str) -> None:
         try:
@@ -341,7 +322,7 @@ class Reconciler:
             for launch in launches:
                 done = self._launch_one(launch, report)
                 if done is None:
-                    spill = spill or True
+                    spill = True
                     continue
                 instances.extend(done)
             if not spill or self.dry_run:
@@ -392,8 +373,7 @@ class Reconciler:
             # re-plan now (record_launch_failure blocked this one); an auth error is account-wide
             return None if exc.kind == "quota" else []
         record_launch_success(self.state, launch)
-        for inst in created:  # launched now on the scaler's own clock, whatever the cloud's says
-            self.state.launched_seen.setdefault(inst.id, report.now)
+        launch_seen(self.state, [inst.id for inst in created], report.now)
         report.launched[launch.resource] += len(created)
         # seen as booting by a re-plan in this tick
         return [i if i.state.alive else replace(i, state=InstanceState.PENDING) for i in created]

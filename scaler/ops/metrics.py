@@ -9,7 +9,7 @@ from the first scrape (labels of configured resources and queues start at 0).
 ``scaler_max_instances{resource}``               the resource's ``max_instances``
 ``scaler_pending_tasks{queue}``                  tasks waiting in each served queue
 ``scaler_launches_total{resource}``              instances launched
-``scaler_terminations_total{reason}``            instances terminated: idle | stuck | orphan | ...
+``scaler_terminations_total{reason}``            instances terminated: idle | stuck | orphan | spot_unfulfilled | stopped
 ``scaler_requeued_tasks_total``                  interrupted tasks put back in their queue
 ``scaler_errors_total{kind}``                    errors by kind (capacity, quota, auth, transient, ...)
 ``scaler_tick_duration_seconds``                 histogram of tick durations
@@ -27,12 +27,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from scaler.engine.policy import TerminationKind
+
 if TYPE_CHECKING:
     from scaler.config.model import Config
     from scaler.engine.reconciler import TickReport
 
 STATES = ("booting", "idle", "busy")
-TERMINATION_REASONS = ("idle", "stuck", "orphan", "spot_unfulfilled")
+TERMINATION_REASONS = tuple(kind.value for kind in TerminationKind)
 ERROR_KINDS = ("capacity", "quota", "auth", "transient", "bug")
 TICK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 

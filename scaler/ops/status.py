@@ -8,11 +8,10 @@ state file (:mod:`scaler.ops.statefile`), when there is one on this machine.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scaler.engine.policy import WorkerObs, worker_id
+from scaler.engine.fleet import join
 from scaler.errors import ProviderError
 from scaler.ops.statefile import read_state
 
@@ -52,19 +51,11 @@ def collect(
         state = None
     idle_since: dict[str, float] = dict((state or {}).get("idle_since") or {})
 
-    prefix = config.scaler.workers_prefix
-    owner: dict[str, str] = {}
-    for inst in instances or ():
-        owner[worker_id(prefix, inst.resource, inst.id)] = inst.id
-    workers_of: dict[str, list[WorkerObs]] = defaultdict(list)
-    for worker in workers or ():
-        base = worker.id if worker.id in owner else worker.id.rsplit(":", 1)[0]
-        if base in owner:
-            workers_of[owner[base]].append(worker)
+    fleet = join(config.scaler.workers_prefix, instances, workers)
 
     rows: list[dict[str, Any]] = []
     for inst in sorted(instances or (), key=lambda i: (i.resource, i.launched_at, i.id)):
-        mine = workers_of.get(inst.id, [])
+        mine = fleet.workers_on(inst.id)
         busy = [w for w in mine if w.task]
         if not inst.state.alive:
             activity = inst.state.value

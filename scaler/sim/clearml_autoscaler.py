@@ -156,7 +156,7 @@ def _classes() -> tuple[type, type]:
         def spin_up_worker(  # type: ignore[override]  # supervisor uses the id (auto_scaler.py:338-345)
             self, resource: dict, worker_prefix: str, queue_name: str, task_id: str
         ) -> str:
-            return self.run.spin_up(resource, worker_prefix)
+            return self.run.spin_up(resource)
 
         def spin_down_worker(self, instance_id: str) -> None:
             self.run.spin_down(instance_id)
@@ -250,7 +250,7 @@ class ClearMLRun:
         )
         return created[0].id
 
-    def spin_up(self, conf: dict[str, Any], worker_prefix: str) -> str:
+    def spin_up(self, conf: dict[str, Any]) -> str:
         from scaler.errors import CapacityError
 
         resource, spot = str(conf["name"]), bool(conf.get("is_spot"))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from scaler.config.loading import ConfigFileError, load_config
 from scaler.errors import ConfigError
-from scaler.sim.world import Summary, Trace, World, demo_paths, run_simulation
+from scaler.sim.world import Summary, Trace, demo_paths, run_simulation
 
 if TYPE_CHECKING:
     from scaler.engine.reconciler import TickReport
@@ -67,7 +67,7 @@ def run_demo(
         disable=not show,
     )
 
-    def on_tick(report: TickReport, world: World) -> None:
+    def on_tick(report: TickReport) -> None:
         fleet = sum(s["alive"] for s in report.fleet.values())
         pending = sum(report.pending.values())
         progress.update(job, completed=report.now, clock=_clock(report.now), pending=pending, fleet=fleet)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaler.default_plugins import simulated
-from scaler.engine.policy import QueueObs, WorkerObs
+from scaler.engine.fleet import WorkerObs
+from scaler.engine.policy import QueueObs
 from scaler.types import Secret, ServerInfo
 
 if TYPE_CHECKING:
@@ -329,7 +330,7 @@ def run_simulation(
     host: PluginHost,
     trace: Trace,
     *,
-    on_tick: Callable[[TickReport, World], None] | None = None,
+    on_tick: Callable[[TickReport], None] | None = None,
     capacity: dict[str, int] | None = None,
 ) -> Summary:
     """Replay ``trace`` with the real policy and reconciler on the simulated provider."""
@@ -348,7 +349,7 @@ def run_simulation(
             report = reconciler.tick()
             reports.append(report)
             if on_tick is not None:
-                on_tick(report, world)
+                on_tick(report)
             if now > last_arrival and world.done and not world.cloud.alive():
                 break
             now += config.scaler.polling_interval

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from scaler.engine.policy import QueueObs, WorkerObs
+from scaler.engine.fleet import WorkerObs
+from scaler.engine.policy import QueueObs
 from scaler.engine.reconciler import Reconciler
 from scaler.host import PluginHost, Provider
 from scaler.types import Secret, ServerInfo

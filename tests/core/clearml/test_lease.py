@@ -138,12 +138,7 @@ def test_a_refused_scaler_leaves_the_holders_state_file_alone(
 
 def _register_lease(name: str, **tags: str) -> None:
     """A lease entry as another scaler writes it."""
-    ClearMLSource(timeout=5)._call(
-        "workers.register",
-        lambda c: c.workers.register(
-            worker=f"scaler-lease:{name}", timeout=60, tags=[f"{k}={v}" for k, v in tags.items()]
-        ),
-    )
+    assert ClearMLSource(timeout=5).register_lease(f"scaler-lease:{name}", 60, [f"{k}={v}" for k, v in tags.items()])
 
 
 def _dead_pid() -> int:

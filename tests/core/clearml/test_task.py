@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,11 @@ from clearml.backend_api.session.client import APIClient
 from typer.testing import CliRunner
 
 from scaler import __version__
+from scaler.clearml.task import TaskReporter
 from scaler.cli import app
+from scaler.config.loading import build_config
+from scaler.engine.policy import TerminationKind
+from scaler.engine.reconciler import TickReport
 from tests.fakes.clearml_server import FakeClearML
 from tests.support import REPO
 
@@ -152,3 +157,52 @@ def test_running_inside_the_task(fake_clearml: FakeClearML, tmp_path: Path) -> N
     # the task's configuration (it may hold secrets) is copied for the loader, readable by its owner only
     copied = tmp_path / "cache" / "clearml-scaler" / f"task-{task_id}.conf"
     assert copied.read_text() == edited and stat.S_IMODE(copied.stat().st_mode) == 0o600
+
+
+class _Logger:
+    def __init__(self) -> None:
+        self.scalars: list[tuple[str, str, float, int]] = []
+
+    def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
+        self.scalars.append((title, series, value, iteration))
+
+    def flush(self) -> None:
+        pass
+
+
+class _Task:
+    """The part of a clearml Task the reporter uses."""
+
+    def __init__(self) -> None:
+        self.logger = _Logger()
+
+    def get_logger(self) -> _Logger:
+        return self.logger
+
+    def get_last_iteration(self) -> int:
+        return 0
+
+    def get_user_properties(self, value_only: bool = False) -> dict[str, Any]:
+        return {}
+
+
+def test_every_termination_kind_is_reported_every_tick() -> None:
+    """The ``terminations`` series come from TerminationKind: a kind the policy can decide is
+    never missing from the task's scalars (``stopped`` once was)."""
+    config = build_config(
+        {
+            "scaler": {"name": "kinds", "workers_prefix": "rem"},
+            "resources": [{"name": "cpu", "queue": "cpu", "max_instances": 1}],
+        },
+        provider="simulated",
+    )
+    task = _Task()
+    reporter = TaskReporter(task, config)
+
+    def reported(tick: int) -> dict[str, float]:
+        return {s: value for title, s, value, it in task.logger.scalars if title == "terminations" and it == tick}
+
+    reporter(TickReport(now=1.0))  # nothing terminated: every kind is plotted at 0
+    assert reported(0) == {kind.value: 0 for kind in TerminationKind}
+    reporter(TickReport(now=2.0, terminated=Counter({TerminationKind.STOPPED.value: 2})))
+    assert reported(1) == {kind.value: 2 if kind is TerminationKind.STOPPED else 0 for kind in TerminationKind}

@@ -19,7 +19,7 @@ from scaler.clearml.queues import ClearMLSource
 from scaler.config.loading import build_config, load_config
 from scaler.default_plugins import simulated
 from scaler.default_plugins.simulated import SimInstance, SimulatedCloud
-from scaler.engine.policy import worker_id
+from scaler.engine.fleet import worker_id
 from scaler.engine.reconciler import Reconciler, TickReport
 from scaler.errors import CapacityError, TransientError
 from scaler.host import PluginHost, Provider

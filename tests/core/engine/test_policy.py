@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,17 +20,17 @@ from hypothesis import strategies as st
 
 from scaler.config.loading import build_config
 from scaler.config.model import Config
+from scaler.engine.fleet import WorkerObs, worker_id
 from scaler.engine.policy import (
     Decision,
     Launch,
     Observation,
     PolicyState,
     QueueObs,
-    WorkerObs,
     decide,
     record_launch_failure,
     record_launch_success,
-    worker_id,
+    termination_recorded,
 )
 from scaler.types import Instance, InstanceState
 
@@ -83,7 +83,7 @@ def terminated(index: int = 0) -> Then:
     """The reconciler asked the cloud to terminate termination ``index`` of this tick."""
 
     def apply(config: Config, state: PolicyState, decision: Decision, now: float) -> None:
-        state.terminated_at[decision.terminations[index].instance_id] = now
+        termination_recorded(state, [decision.terminations[index].instance_id], now)
 
     return apply
 
@@ -1101,3 +1101,29 @@ def test_shifted_state_keeps_every_measured_duration() -> None:
     assert moved.blackout_until["gpu"] - moved.spot_failed_at["gpu"] == 310.0
     assert moved.capacity_blocked_until == {"cpu": 160.0 - 3600} and moved.tick_at == 100.0 - 3600
     assert state.idle_since == {"i-1": 100.0}  # the original is untouched
+
+
+def test_copy_keeps_every_field_in_its_place_and_shares_no_container() -> None:
+    """Every field gets a value no other field has: a copy that swapped two fields (or forgot one
+    that a new field added) differs; changing a container of the copy leaves the original alone."""
+    launch = Launch("a", 1, False, "tok", "why")
+    values: dict[str, object] = {}
+    for number, spec in enumerate(fields(PolicyState)):
+        sample = getattr(PolicyState(), spec.name)
+        if isinstance(sample, dict):
+            values[spec.name] = {f"key-{spec.name}": launch if spec.name == "unconfirmed" else float(number)}
+        elif isinstance(sample, set):
+            values[spec.name] = {f"item-{spec.name}"}
+        elif isinstance(sample, (int, float)) and not isinstance(sample, bool):
+            values[spec.name] = type(sample)(number + 100)
+        else:
+            raise AssertionError(f"a PolicyState field of an unexpected type: {spec.name}")
+    state = PolicyState(**values)  # type: ignore[arg-type]
+    copied = state.copy()
+    for spec in fields(PolicyState):
+        assert getattr(copied, spec.name) == values[spec.name], spec.name
+        container = getattr(copied, spec.name)
+        if isinstance(container, (dict, set)):
+            assert container is not getattr(state, spec.name), spec.name
+            container.clear()
+            assert getattr(state, spec.name) == values[spec.name], spec.name

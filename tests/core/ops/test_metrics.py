@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from scaler.clearml.queues import ClearMLSource
 from scaler.config.loading import build_config
 from scaler.default_plugins import simulated
 from scaler.default_plugins.simulated import SimulatedCloud
-from scaler.engine.reconciler import Reconciler
+from scaler.engine.policy import TerminationKind
+from scaler.engine.reconciler import Reconciler, TickReport
 from scaler.errors import QuotaError
 from scaler.host import PluginHost
 from scaler.ops.metrics import Metrics
@@ -223,3 +225,20 @@ def test_a_standby_scaler_says_so_and_does_not_report_the_cloud_down() -> None:
     assert "scaler_lease_held 0.0" in text
     assert 'scaler_source_up{source="cloud"} 1.0' in text
     assert 'scaler_errors_total{kind="lease"} 1.0' in text
+
+
+def test_every_termination_kind_is_a_series_from_the_first_scrape() -> None:
+    """The ``reason`` labels come from TerminationKind: a kind the policy can decide is never
+    missing from the metrics (``stopped`` once was)."""
+    config = build_config(
+        {
+            "scaler": {"name": "kinds", "workers_prefix": PREFIX},
+            "resources": [{"name": "cpu", "queue": "cpu", "max_instances": 1}],
+        },
+        provider="simulated",
+    )
+    metrics = Metrics(config)
+    for kind in TerminationKind:
+        assert f'scaler_terminations_total{{reason="{kind.value}"}} 0.0' in metrics.text(), kind
+    metrics(TickReport(now=1.0, terminated=Counter({TerminationKind.STOPPED.value: 2})))
+    assert 'scaler_terminations_total{reason="stopped"} 2.0' in metrics.text()
