@@ -80,19 +80,35 @@ class Secret:
         return format(str(self), spec)
 
 
+class Severity(str, enum.Enum):
+    """How bad a :class:`Problem` is. A ``str`` enum: ``severity == "warning"`` keeps working."""
+
+    ERROR = "error"  # the configuration cannot be used
+    WARNING = "warning"  # it can, but probably not as meant
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One finding of config validation: where, what, and how bad."""
+    """One finding of config validation: where, what, and how bad.
+
+    ``severity`` may be given as a :class:`Severity` or its text (``severity="warning"``); it is
+    always a :class:`Severity` afterwards, and any other text is an error."""
 
     path: str
     message: str
-    severity: str = "error"  # "error" | "warning"
+    severity: Severity | str = Severity.ERROR
     line: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity(self.severity))
 
     def render(self) -> str:
         where = f"{self.path}" if self.path else "(top level)"
         line = f" (line {self.line})" if self.line else ""
-        prefix = "warning: " if self.severity == "warning" else ""
+        prefix = "warning: " if self.severity == Severity.WARNING else ""
         return f"{where}{line}: {prefix}{self.message}"
 
 
