@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from scaler import __version__
-from scaler.errors import ConfigError, ScalerError
+from scaler.errors import ScalerError
 
 if TYPE_CHECKING:
     from scaler.config.model import Config
@@ -127,7 +127,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except SystemExit:
         raise
-    except (ConfigError, ScalerError) as exc:
+    except ScalerError as exc:  # ConfigError is one
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except StoppedBeforeStart:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -17,9 +17,6 @@ from scaler.cli.app import (
     stop_before_start,
 )
 from scaler.errors import ScalerError
-
-if TYPE_CHECKING:
-    pass
 
 
 class LogFormat(str, enum.Enum):

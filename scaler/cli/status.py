@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -16,9 +16,6 @@ from scaler.cli.app import (
     load_or_exit,
     make_host,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()
