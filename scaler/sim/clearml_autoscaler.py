@@ -54,7 +54,8 @@ from scaler.errors import ConfigError
 
 if TYPE_CHECKING:
     from scaler.config.model import Config
-    from scaler.sim.run import Report, SimTrace, TraceWorld
+    from scaler.sim.report import Report
+    from scaler.sim.trace import SimTrace, TraceWorld
 
 MINUTE = 60.0
 WAITER_DELAY = 15.0  # botocore EC2 waiters poll every 15 s
@@ -204,7 +205,7 @@ class ClearMLRun:
     """One run of ClearML's autoscaler on a trace."""
 
     def __init__(self, config: Config, spec: SimTrace) -> None:
-        from scaler.sim.run import make_world
+        from scaler.sim.trace import make_world
 
         self.config = config
         self.spec = spec
@@ -332,7 +333,7 @@ class ClearMLRun:
     def run(self) -> Report:
         from clearml.automation import auto_scaler
 
-        from scaler.sim.run import build_report
+        from scaler.sim.report import build_report
 
         scaler_cls, driver_cls = _classes()
         scaler = scaler_cls(self.scaler_config(), driver_cls(self), self.api)
