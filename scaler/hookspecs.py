@@ -72,60 +72,100 @@ PROVIDER_HOOKS = (
 def scaler_launch(
     config: Config, resource: Resource, count: int, init_script: str, launch_token: str, spot: bool
 ) -> list[Instance]:
-    """Start ``count`` instances of ``resource``.
+    """Start ``count`` machines of ``resource``; return at once, without waiting for them to boot.
 
-    Called by the reconciler once per launch decision, batched per resource. ``init_script``
-    is the rendered bash script for the machine's user data / startup script. ``spot`` says
-    which market the policy chose (it already handled spot rollback and blackout).
+    Called by the reconciler (``scaler run``) once per launch decision, batched per resource,
+    on the chosen provider only. A call that failed with :class:`TransientError` is repeated
+    on a later tick with the same ``launch_token`` (possibly from a restarted scaler process).
 
-    ``launch_token`` is stable for one launch decision: pass it to the cloud's idempotency
-    key (EC2 ``ClientToken``, GCE ``requestId``) so a retried call after a crash or timeout
-    does not create a second batch, and tag every instance with it. Every instance must
-    also be tagged/labelled with the scaler name and the resource name
-    (:data:`scaler.types.TAG_SCALER`, ``TAG_RESOURCE``, ``TAG_LAUNCH_TOKEN``) in the same
-    call that creates it, so an instance is never untracked.
+    :param config: the run's configuration; ``config.scaler.name`` is the fleet's name and
+        ``config.provider_settings`` the provider's own top-level section, validated and
+        normalised from its declaration (defaults applied, secrets as :class:`Secret`).
+    :param resource: the resource to launch; ``resource.provider`` is its normalised
+        ``<provider> { … }`` section.
+    :param count: how many machines (at least 1).
+    :param init_script: the rendered bash script; pass it as user data / startup script.
+    :param launch_token: stable for one launch decision. Pass it to the cloud's idempotency
+        key (EC2 ``ClientToken``, GCE ``requestId``) so that a retried call, even from a fresh
+        process, returns the first call's machines instead of creating a second batch.
+    :param spot: the market the policy chose (it already handled spot rollback and blackout);
+        launch spot machines when true, and report them with ``Instance.spot``.
 
-    Must not wait for the machine to boot or a spot request to be fulfilled.
+    Tag/label every machine, in the same call that creates it, with
+    ``TAG_SCALER = config.scaler.name``, ``TAG_RESOURCE = resource.name`` and
+    ``TAG_LAUNCH_TOKEN = launch_token``, so that no machine is ever untracked.
 
-    Returns the instances created (possibly fewer than ``count`` if the cloud gave fewer).
-    Raises :class:`CapacityError` when none could be had (the policy spills over or falls
-    back from spot), :class:`QuotaError`, :class:`AuthError` or :class:`TransientError`.
+    Returns the :class:`Instance` objects created (fewer than ``count`` if the cloud gave
+    fewer), ``launched_at`` in unix seconds. Raises :class:`CapacityError` when no machine
+    could be had (the policy spills over, or falls back from spot to on-demand),
+    :class:`QuotaError`, :class:`AuthError` (naming the missing permission) or
+    :class:`TransientError` (retried next tick with the same token).
     """
 
 
 @hookspec(firstresult=True)
 def scaler_list_instances(config: Config) -> list[Instance]:
-    """Every live or stopping instance this scaler owns, found by its tags/labels alone.
+    """Every live or stopping machine this scaler owns, found by its tags/labels alone.
 
-    Called by the reconciler once per tick (and by ``status``). Ownership is the tag
-    ``TAG_SCALER == config.scaler.name``; instances of other scalers or of no scaler are
-    never returned. Must paginate through the whole fleet. Terminated instances may be
-    omitted. Raises :class:`TransientError`/:class:`AuthError` when the cloud cannot be
-    read; the loop then launches nothing this tick.
+    Called by the reconciler once per tick, before it decides anything, and by
+    ``scaler status``, on the chosen provider only. The cloud is the source of truth: a
+    restarted scaler rebuilds its fleet from this answer.
+
+    :param config: the run's configuration; own machines carry
+        ``TAG_SCALER == config.scaler.name``.
+
+    Returns an :class:`Instance` per machine, read from its tags: ``resource`` from
+    ``TAG_RESOURCE``, ``launch_token`` from ``TAG_LAUNCH_TOKEN``, ``launched_at`` in unix
+    seconds, ``spot``. Machines of other scalers or of none are never returned; terminated
+    ones may be left out. Follow every page of the cloud's list: a fleet bigger than a page
+    must come back whole. Raises :class:`TransientError` or :class:`AuthError` when the cloud
+    cannot be read; the loop then launches nothing this tick.
     """
 
 
 @hookspec(firstresult=True)
 def scaler_terminate(config: Config, instance_ids: list[str]) -> bool:
-    """Terminate the given instances (ids as returned by ``scaler_list_instances``).
+    """Terminate machines.
 
-    Called by the reconciler with all ids to terminate in one tick, per resource. Batch the
-    calls. Terminating an instance that is already gone is success. Returns ``True``.
+    Called by the reconciler with every machine to terminate in one tick, per resource (idle,
+    stuck, orphaned), on the chosen provider only; a failed call is repeated on a later tick.
+
+    :param config: the run's configuration.
+    :param instance_ids: ids as ``scaler_list_instances`` returned them.
+
+    Batch the cloud calls. An id the cloud does not know, or a machine already terminating
+    or gone, is success: terminate the others and return. Returns ``True``. Raises
+    :class:`TransientError` or :class:`AuthError` when the cloud refused.
     """
 
 
 @hookspec(firstresult=True)
 def scaler_console_output(config: Config, instance_id: str) -> str:
-    """The machine's console / serial output as text (latest available; may be empty while
-    it boots). Called before a stuck instance is terminated and by ``scaler console-output``.
+    """The machine's console (serial) output.
+
+    Called by the reconciler before it terminates a stuck machine (the output goes to the
+    log) and by ``scaler console-output``, on the chosen provider only.
+
+    :param config: the run's configuration.
+    :param instance_id: an id as ``scaler_list_instances`` returned it, or one a user typed.
+
+    Returns the latest output as text, empty while the machine boots. Raises
+    :class:`ProviderError` (code: the cloud's not-found code) for an id the cloud does not
+    know, so that ``scaler console-output`` can say so; never an empty string for it.
     """
 
 
 @hookspec(firstresult=True)
 def scaler_check_cloud(config: Config) -> list[Problem]:
-    """Check the configuration against the cloud (``validate-config --check-cloud``):
-    images exist, instance types are offered, network ids exist, a launch is permitted.
-    Must not create anything. Returns the problems found (empty when all is well).
+    """Check the configuration against the cloud; optional (the only provider hook that is).
+
+    Called by ``scaler validate-config --check-cloud``, on the chosen provider only.
+
+    :param config: the validated configuration.
+
+    Look up what the configuration names (images, instance types, networks) and whether a
+    launch would be permitted; create nothing. Returns the :class:`Problem` list found,
+    empty when all is well.
     """
 
 

@@ -1,9 +1,26 @@
 """The plugin host: loads entry points of group ``scaler``, registers core's built-in
-plugins, and dispatches provider hooks to exactly the chosen provider."""
+plugins, and dispatches provider hooks to exactly the chosen provider.
+
+Loading is strict, because pluggy on its own is silent about the mistakes a plugin author
+makes most: a plugin is rejected at load (shown as failed by ``scaler providers``, never
+called) when
+
+* a hook implementation matches no hook specification (a typo such as ``scaler_lauch``):
+  the error names the plugin, the function and the closest hook name;
+* a function named ``scaler_*`` lacks ``@hookimpl`` (pluggy would ignore it);
+* it implements some provider hooks but not all of the required ones
+  (:data:`REQUIRED_PROVIDER_HOOKS`).
+
+After loading, pluggy's ``check_pending()`` confirms that every registered implementation
+has a specification. Core's built-in plugins go through the same checks; a mistake there is
+a bug and raises.
+"""
 
 from __future__ import annotations
 
+import difflib
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Iterable
@@ -22,6 +39,10 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "scaler"
 LOAD_ENV = "SCALER_LOAD_PLUGINS"
+#: the provider hooks every provider must implement (``scaler_check_cloud`` is optional)
+REQUIRED_PROVIDER_HOOKS = ("scaler_launch", "scaler_list_instances", "scaler_terminate", "scaler_console_output")
+#: the prefix of every hook name; a plugin function with this prefix is taken for a hook
+HOOK_PREFIX = "scaler_"
 
 
 @dataclass(frozen=True)
@@ -33,6 +54,21 @@ class PluginInfo:
     version: str
     is_provider: bool
     builtin: bool = False
+
+
+class PluginRejected(PluginError):
+    """A plugin failed the load-time checks; ``problems`` says what is wrong with it."""
+
+    def __init__(self, name: str, problems: list[str]) -> None:
+        super().__init__(f"plugin '{name}': " + "; ".join(problems))
+        self.name = name
+        self.problems = problems
+
+
+class PluginBugError(ProviderError):
+    """A provider hook raised something other than a typed error (:mod:`scaler.errors`): a bug
+    in the plugin. The loop reports it with its context and goes on; ``code`` is the name of
+    the exception the plugin raised."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +118,8 @@ class PluginHost:
 
         self._register(simulated, "simulated", "clearml-scaler", builtin=True)
         self._register(builtin, "scaler.default_plugins.core", "clearml-scaler", builtin=True)
+        # every plugin left registered passed the checks above; this is pluggy's own word on it
+        self.pm.check_pending()
 
     # -- loading -----------------------------------------------------------------------
 
@@ -104,17 +142,30 @@ class PluginHost:
                 continue
             try:
                 self._register(plugin, ep.name, dist)
+            except PluginRejected as exc:
+                self.failures.append(PluginFailure(ep.name, dist, "; ".join(exc.problems)))
             except Exception as exc:
                 self.failures.append(PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}"))
 
     def register(self, plugin: Any, name: str, distribution: str = "") -> None:
-        """Register a plugin object by hand (tests, embedding)."""
+        """Register a plugin object by hand (tests, embedding); raises :class:`PluginError`
+        when it fails the load-time checks (see the module docstring)."""
         self._register(plugin, name, distribution)
 
     def _register(self, plugin: Any, name: str, distribution: str, *, builtin: bool = False) -> None:
-        self.pm.register(plugin, name=name)
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            # pluggy stops at the first bad hook and leaves the ones before it registered
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            raise PluginRejected(name, [" ".join(str(exc).split())]) from exc
+        problems = load_problems(self.pm, plugin)
+        if problems:
+            self.pm.unregister(plugin)
+            raise PluginRejected(name, problems)
         version = _version(distribution) if distribution else ""
-        is_provider = any(hasattr(plugin, hook) for hook in hookspecs.PROVIDER_HOOKS)
+        is_provider = bool(implemented_hooks(self.pm, plugin) & set(hookspecs.PROVIDER_HOOKS))
         self.plugins[name] = PluginInfo(name, distribution, version, is_provider, builtin)
 
     # -- providers ---------------------------------------------------------------------
@@ -176,15 +227,18 @@ class Provider:
 
     def __init__(self, host: PluginHost, name: str) -> None:
         self.name = name
+        self.host = host
         self.info = host.plugins[name]
+        #: the plugin object (module or instance) that answers this provider's hooks
+        self.plugin = host.pm.get_plugin(name)
         others = [plugin for plugin_name, plugin in host.pm.list_name_plugin() if plugin_name != name]
         self._callers = {
             hook: host.pm.subset_hook_caller(hook, remove_plugins=others) for hook in hookspecs.PROVIDER_HOOKS
         }
-        self._plugin = host.pm.get_plugin(name)
+        self._implemented = implemented_hooks(host.pm, self.plugin)
 
     def _call(self, hook: str, **kwargs: Any) -> Any:
-        if not hasattr(self._plugin, hook):
+        if hook not in self._implemented:
             raise NotImplementedByProvider(f"provider '{self.name}' does not implement {hook}")
         try:
             return self._callers[hook](**kwargs)
@@ -194,7 +248,7 @@ class Provider:
             # a plugin bug: keep the loop alive, report with context; the traceback is for
             # whoever debugs the plugin (--log-level DEBUG)
             logging.getLogger("scaler").debug("provider '%s' raised in %s", self.name, hook, exc_info=True)
-            raise ProviderError(
+            raise PluginBugError(
                 f"provider '{self.name}' failed in {hook}: {type(exc).__name__}: {exc}", code=type(exc).__name__
             ) from exc
 
@@ -226,3 +280,56 @@ class Provider:
 
     def check_cloud(self, config: Config) -> list[Problem]:
         return list(self._call("scaler_check_cloud", config=config) or [])
+
+
+# -- load-time checks ----------------------------------------------------------------------
+
+
+def implemented_hooks(pm: pluggy.PluginManager, plugin: Any) -> set[str]:
+    """Names of the hooks ``plugin`` has registered implementations for."""
+    return {caller.name for caller in pm.get_hookcallers(plugin) or []}
+
+
+def hook_names(pm: pluggy.PluginManager) -> list[str]:
+    """Every hook with a specification."""
+    return sorted(name for name, caller in vars(pm.hook).items() if getattr(caller, "spec", None) is not None)
+
+
+def _closest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]}?"
+    return "the hooks are listed in docs/plugin-hooks.md"
+
+
+def load_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """What is wrong with a registered plugin that pluggy lets pass silently."""
+    known = hook_names(pm)
+    problems: list[str] = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.spec is not None:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and not impl.optionalhook:
+                function = getattr(impl.function, "__name__", caller.name)
+                problems.append(f"function {function} matches no hook ({_closest(caller.name, known)})")
+    for attr in sorted(dir(plugin)):
+        if not attr.startswith(HOOK_PREFIX):
+            continue
+        value = inspect.getattr_static(plugin, attr, None)
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if inspect.isroutine(value) and pm.parse_hookimpl_opts(plugin, attr) is None:
+            hint = f"decorate it with @hookimpl (from scaler.api) or rename it: {HOOK_PREFIX}* names are for hooks"
+            if attr not in known:
+                hint += f"; and it matches no hook ({_closest(attr, known)})"
+            problems.append(f"function {attr} is not marked @hookimpl, so it would never be called ({hint})")
+    implemented = implemented_hooks(pm, plugin)
+    if implemented & set(hookspecs.PROVIDER_HOOKS):
+        missing = [hook for hook in REQUIRED_PROVIDER_HOOKS if hook not in implemented]
+        if missing:
+            problems.append(
+                f"it implements provider hooks but not {', '.join(missing)} "
+                f"(a provider needs all of {', '.join(REQUIRED_PROVIDER_HOOKS)})"
+            )
+    return problems

@@ -1,51 +1,71 @@
-"""The provider conformance kit (scaler.testing) against the simulated and AWS providers;
-the GCP run lives in tests/test_gcp_provider.py beside its fixtures."""
+"""The provider conformance kit (scaler.testing) against the built-in simulated provider.
+
+The AWS and GCP runs live beside their fixtures (tests/aws/test_conformance.py,
+tests/gcp/test_conformance.py); the kit's own tests (it fails broken providers) are in
+tests/core/test_testing.py.
+
+The simulated cloud runs with ``simulated.state_file``: that is how it outlives a scaler
+process, so the kit's launch retried from a fresh process meets the same cloud.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scaler.config.model import Config
 from scaler.default_plugins import simulated
-from scaler.testing import ProviderConformance, config_for
+from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
+from scaler.testing import FaultInjector, ProviderConformance, config_for
+
+ERRORS: dict[str, type[ProviderError]] = {
+    "capacity": CapacityError,
+    "quota": QuotaError,
+    "auth": AuthError,
+    "transient": TransientError,
+}
 
 
-class TestSimulatedProvider(ProviderConformance):
+class TestSimulatedConformance(ProviderConformance):
     provider_name = "simulated"
 
     @pytest.fixture
-    def cloud(self) -> Iterator[simulated.SimulatedCloud]:
-        cloud = simulated.SimulatedCloud(clock=lambda: 1000.0)
-        simulated.use_cloud(cloud)
-        yield cloud
-        simulated.use_cloud(None)
+    def state_file(self, tmp_path: Path) -> Path:
+        return tmp_path / "cloud.json"
 
     @pytest.fixture
-    def conformance_config(self, cloud: simulated.SimulatedCloud) -> Config:
-        return config_for("simulated", {"instance_type": "sim.small"})
+    def conformance_config(self, state_file: Path) -> Config:
+        return config_for("simulated", {"instance_type": "sim.small"}, {"state_file": str(state_file)})
 
     @pytest.fixture
-    def foreign_instance(self, cloud: simulated.SimulatedCloud) -> str:
-        return cloud.launch("someone-else", "res-a", 1, "foreign-token", False)[0].id
-
-
-class TestAwsProvider(ProviderConformance):
-    """The kit against moto behind the EC2 proxy (which adds EC2's ClientToken idempotency)."""
-
-    provider_name = "aws"
+    def list_page_size(self) -> None:
+        return None  # the simulated cloud answers every list in one page
 
     @pytest.fixture
-    def conformance_config(self, ec2_proxy: Any, aws_env: Any) -> Iterator[Config]:
-        from scaler_aws.client import clear_clients
-        from tests.fakes.ec2 import DUMMY_AMI
+    def inject_fault(self, monkeypatch: pytest.MonkeyPatch) -> FaultInjector:
+        """Every simulated cloud built from now on (one per hook call with a state file)
+        fails the armed calls, the way SimulatedCloud.fail_next does."""
+        armed: dict[str, list[Exception]] = {}
 
-        clear_clients()  # a cached client would point at another test's endpoint
-        yield config_for("aws", {"instance_type": "t3.micro", "ami_id": DUMMY_AMI}, {"region": "us-east-1"})
-        clear_clients()
+        class FaultyCloud(simulated.SimulatedCloud):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.faults = armed
+
+        monkeypatch.setattr(simulated, "SimulatedCloud", FaultyCloud)
+
+        def inject(kind: str, call: str) -> None:
+            error = ERRORS[kind](f"simulated {kind} fault", code=f"Simulated{kind.title()}")
+            armed.setdefault(call, []).extend([error] * 1000)
+
+        return inject
 
     @pytest.fixture
-    def foreign_instance(self, ec2_proxy: Any, conformance_config: Config) -> str:
-        return ec2_proxy.run_foreign_instances(1)[0]
+    def foreign_instance(self, state_file: Path) -> str:
+        cloud = simulated.SimulatedCloud()
+        [foreign] = cloud.launch("", "res-a", 1, "foreign-token", False)  # owned by no scaler
+        state_file.write_text(json.dumps(cloud.dump()))
+        return foreign.id

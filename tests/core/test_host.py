@@ -1,4 +1,5 @@
-"""The plugin host: entry-point discovery, provider dispatch, contribution hooks, failures."""
+"""The plugin host: entry-point discovery, load-time checks, provider dispatch, contribution
+hooks, failures."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +16,16 @@ import pytest
 
 from scaler.config.loading import build_config
 from scaler.engine.render import render_init_script
-from scaler.errors import NotImplementedByProvider, PluginError, ProviderError
+from scaler.errors import NotImplementedByProvider, PluginError
 from scaler.hookspecs import hookimpl
-from scaler.host import PluginHost
+from scaler.host import PluginBugError, PluginHost
 from scaler.types import Instance, InstanceState, RenderContext, ScriptPart, ServerInfo
 from tests.support import REPO
 
 ROOT = REPO
 SCALER = [sys.executable, "-m", "scaler.cli"]
-ALLOW = "clearml-scaler-aws,clearml-scaler-gcp,clearml-scaler-toycloud,clearml-scaler-broken"
+ALLOW = "clearml-scaler-aws,clearml-scaler-gcp,clearml-scaler-toycloud,clearml-scaler-broken,clearml-scaler-typo"
+DATA = ROOT / "tests" / "data"
 
 
 class FakeProvider:
@@ -41,6 +44,15 @@ class FakeProvider:
     def scaler_launch(self, config: Any, resource: Any, count: int, launch_token: str) -> list[Instance]:
         self.calls.append(f"launch {count} {launch_token}")
         return []
+
+    @hookimpl
+    def scaler_terminate(self, instance_ids: list[str]) -> bool:
+        self.calls.append(f"terminate {instance_ids}")
+        return True
+
+    @hookimpl
+    def scaler_console_output(self, instance_id: str) -> str:
+        return ""
 
     @hookimpl
     def scaler_init_script_parts(self, provider: str) -> list[ScriptPart]:
@@ -88,18 +100,122 @@ def test_contribution_hooks_collect_from_every_plugin_core_first() -> None:
     assert "# from beta" in script  # every plugin's conf part reaches the written clearml.conf
 
 
-def test_missing_hook_and_plugin_bug_are_typed_errors() -> None:
-    class Broken:
+def test_missing_optional_hook_and_plugin_bug_are_typed_errors() -> None:
+    class Buggy(FakeProvider):
         @hookimpl
         def scaler_list_instances(self, config: Any) -> list[Instance]:
             raise KeyError("boom")
 
     host = PluginHost(load_entry_points=False)
-    host.register(Broken(), "broken")
-    with pytest.raises(ProviderError, match="provider 'broken' failed in scaler_list_instances: KeyError"):
-        host.provider("broken").list_instances(config())
-    with pytest.raises(NotImplementedByProvider, match="does not implement scaler_terminate"):
-        host.provider("broken").terminate(config(), ["x"])
+    host.register(Buggy("buggy"), "buggy")
+    with pytest.raises(PluginBugError, match="provider 'buggy' failed in scaler_list_instances: KeyError") as err:
+        host.provider("buggy").list_instances(config())
+    assert err.value.code == "KeyError"
+    with pytest.raises(NotImplementedByProvider, match="does not implement scaler_check_cloud"):
+        host.provider("buggy").check_cloud(config())
+
+
+# -- load-time checks: what pluggy alone lets pass silently ----------------------------------
+
+
+def test_a_misspelt_hook_names_the_plugin_the_function_and_the_closest_hook() -> None:
+    class Typos(FakeProvider):
+        @hookimpl
+        def scaler_lauch(self, config: Any) -> list[Instance]:
+            return []
+
+        @hookimpl
+        def scaler_validate_confg(self) -> list[Any]:
+            return []
+
+    host = PluginHost(load_entry_points=False)
+    with pytest.raises(PluginError) as err:
+        host.register(Typos("typos"), "typos")
+    message = str(err.value)
+    assert message.startswith("plugin 'typos': ")
+    assert "function scaler_lauch matches no hook (did you mean scaler_launch?)" in message
+    assert "function scaler_validate_confg matches no hook (did you mean scaler_validate_config?)" in message
+    assert "typos" not in host.plugins and not host.pm.has_plugin("typos")  # never called
+    host.pm.check_pending()  # nothing of it is left registered
+
+
+def test_a_far_off_hook_name_points_to_the_reference() -> None:
+    class Odd:
+        @hookimpl
+        def scaler_xyzzy(self) -> None:
+            return None
+
+    with pytest.raises(
+        PluginError, match=r"scaler_xyzzy matches no hook \(the hooks are listed in docs/plugin-hooks.md\)"
+    ):
+        PluginHost(load_entry_points=False).register(Odd(), "odd")
+
+
+def test_a_hook_without_hookimpl_is_reported() -> None:
+    class Unmarked(FakeProvider):
+        def scaler_clearml_conf_parts(self) -> list[str]:  # pluggy would ignore it
+            return ["# unmarked"]
+
+    host = PluginHost(load_entry_points=False)
+    with pytest.raises(PluginError, match=r"function scaler_clearml_conf_parts is not marked @hookimpl"):
+        host.register(Unmarked("unmarked"), "unmarked")
+    assert not host.pm.has_plugin("unmarked")
+
+
+def test_a_provider_missing_required_hooks_is_rejected_naming_them() -> None:
+    class Partial:
+        @hookimpl
+        def scaler_launch(self, config: Any) -> list[Instance]:
+            return []
+
+        @hookimpl
+        def scaler_list_instances(self, config: Any) -> list[Instance]:
+            return []
+
+    host = PluginHost(load_entry_points=False)
+    with pytest.raises(PluginError, match=r"implements provider hooks but not scaler_terminate, scaler_console_output"):
+        host.register(Partial(), "partial")
+    assert "partial" not in host.provider_names()
+
+
+def test_a_hook_with_arguments_the_spec_lacks_is_rejected_whole() -> None:
+    class Misnamed(FakeProvider):
+        @hookimpl
+        def scaler_terminate(self, config: Any, ids: list[str]) -> bool:
+            return True
+
+    host = PluginHost(load_entry_points=False)
+    with pytest.raises(PluginError, match=r"plugin 'misnamed': .*Argument\(s\) \{'ids'\}"):
+        host.register(Misnamed("misnamed"), "misnamed")
+    assert not host.pm.has_plugin("misnamed")  # pluggy had registered the hooks before the bad one
+
+
+def test_a_rejected_entry_point_shows_as_failed_and_is_never_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(DATA / "typo-plugin"))
+    typo = metadata.EntryPoint(name="typo", value="scaler_typo", group="scaler")
+    monkeypatch.setattr("scaler.host._entry_points", lambda: (typo,))
+    monkeypatch.setenv("SCALER_LOAD_PLUGINS", "typo")
+    host = PluginHost()
+    [failure] = host.failures
+    assert failure.name == "typo"
+    assert "function scaler_lauch matches no hook (did you mean scaler_launch?)" in failure.error
+    assert "function scaler_console_output is not marked @hookimpl" in failure.error
+    with pytest.raises(PluginError, match="provider 'typo' is installed but failed to load: function scaler_lauch"):
+        host.provider("typo")
+    cfg = config()
+    conf = host.clearml_conf_parts(cfg, cfg.resources[0], "simulated", RenderContext(ServerInfo("http://api")))
+    assert "# from the typo plugin" not in conf
+    import scaler_typo
+
+    assert scaler_typo.CALLS == []
+
+
+def test_core_and_the_shipped_plugins_pass_the_load_time_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistake in a built-in plugin raises (a bug); in the shipped providers it would show here."""
+    monkeypatch.setenv("SCALER_LOAD_PLUGINS", "clearml-scaler-aws,clearml-scaler-gcp")
+    host = PluginHost()
+    assert host.failures == []
+    assert host.provider_names() == ["aws", "gcp", "simulated"]
 
 
 def test_unknown_provider_names_the_installed_ones() -> None:
@@ -131,7 +247,8 @@ def installed_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--target",
             str(target),
             str(ROOT / "examples" / "provider-plugin"),
-            str(ROOT / "tests" / "data" / "broken-plugin"),
+            str(DATA / "broken-plugin"),
+            str(DATA / "typo-plugin"),
         ],
         check=True,
         capture_output=True,
@@ -161,14 +278,17 @@ def test_third_party_provider_is_discovered_and_a_broken_one_reported(installed_
     names = {p["name"]: p for p in report["providers"]}
     assert names["toycloud"]["package"] == "clearml-scaler-toycloud" and names["toycloud"]["version"] == "0.3.0"
     assert {"aws", "gcp", "simulated"} <= set(names)
-    assert report["failed"] == [
-        {
-            "name": "broken",
-            "package": "clearml-scaler-broken",
-            "error": "ModuleNotFoundError: No module named 'scaler_dependency_that_is_not_installed'",
-        }
-    ]
+    failed = {f["name"]: f for f in report["failed"]}
+    assert failed["broken"] == {
+        "name": "broken",
+        "package": "clearml-scaler-broken",
+        "error": "ModuleNotFoundError: No module named 'scaler_dependency_that_is_not_installed'",
+    }
+    assert failed["typo"]["package"] == "clearml-scaler-typo"
+    assert failed["typo"]["error"].startswith("function scaler_lauch matches no hook (did you mean scaler_launch?)")
+    assert set(failed) == {"broken", "typo"} and "typo" not in names
     assert "plugin 'broken' (clearml-scaler-broken) failed to load" in result.stderr
+    assert "plugin 'typo' (clearml-scaler-typo) failed to load: function scaler_lauch" in result.stderr
     assert "Traceback" not in result.stderr
 
 

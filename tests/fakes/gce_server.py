@@ -36,6 +36,8 @@ Knobs (public attributes, restored by :meth:`FakeGCE.reset`):
   accelerator types, labels, requestId UUID, GPUs need onHostMaintenance TERMINATE).
 * ``aggregated_warnings`` (True): aggregatedList answers zones without instances
   on the page with the real ``NO_RESULTS_ON_PAGE`` warning entry (else omits them).
+* ``page_size`` (None): the largest page any list answers, whatever ``maxResults`` asks
+  (GCE caps pages at 500 the same way); a client must follow ``nextPageToken``.
 * ``clock``: a callable returning an aware ``datetime``, used for timestamps.
 
 Run standalone: ``python -m tests.fakes.gce_server --port 8089``.
@@ -534,6 +536,7 @@ class FakeGCE:
             self.stopping_reads = 0
             self.strict = True
             self.aggregated_warnings = True
+            self.page_size: int | None = None
             self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
             self._ids = itertools.count(4_000_000_000_000_000_001)
             self._op_seq = itertools.count(1)
@@ -1239,6 +1242,8 @@ class FakeGCE:
         if max_results < 0 or max_results > MAX_PAGE:
             raise _invalid("maxResults", raw_max, "Must be between 0 and 500.")
         max_results = max_results or MAX_PAGE
+        if self.page_size is not None:
+            max_results = min(max_results, self.page_size)
         offset = _decode_token(query["pageToken"]) if query.get("pageToken") else 0
         page = items[offset : offset + max_results]
         more = offset + max_results < len(items)

@@ -16,7 +16,6 @@ import pytest
 from scaler.config.loading import build_config
 from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
 from scaler.host import PluginHost, Provider
-from scaler.testing import ProviderConformance, config_for
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, InstanceState
 from scaler_gcp import clients, provider
 from scaler_gcp.naming import NAME_RE, image_ref, instance_name, label_value, request_id
@@ -807,24 +806,6 @@ def test_plugin_import_does_not_load_google() -> None:
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
-# ------------------------------------------------------------------ the provider conformance kit
-
-
-class TestGcpConformance(ProviderConformance):
-    provider_name = "gcp"
-
-    @pytest.fixture
-    def conformance_config(self, gce: FakeGCE) -> Config:
-        return config_for(
-            "gcp", {"machine_type": "n1-standard-4", "zones": [ZONE_A], "image": IMAGE}, {"project": PROJECT}
-        )
-
-    @pytest.fixture
-    def foreign_instance(self, gce: FakeGCE) -> str:
-        _seed(gce, "someone-elses", scaler="another-scaler")
-        return "someone-elses"
 
 
 def test_error_info_permission_and_403_rate_limit(gce: FakeGCE, host: PluginHost, prov: Provider) -> None:

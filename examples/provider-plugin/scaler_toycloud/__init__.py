@@ -1,112 +1,61 @@
-"""A complete clearml-scaler provider in one module: a "cloud" kept in a JSON file.
+"""A clearml-scaler provider for the toy cloud (``scaler_toycloud.cloud``, a cloud kept in a
+JSON file): its config section, the four provider hooks, typed errors and the machine's
+identity in the init script. docs/writing-a-provider.md builds it step by step."""
 
-Its machines never boot (there is no cloud), but everything the scaler needs from a
-provider is here: launch with tags and an idempotency token, list by tag, terminate
-idempotently, console output, config validation and the instance-id init-script part.
-"""
+from scaler import api
+from scaler_toycloud.cloud import ToyCloud, ToyCloudError
 
-from __future__ import annotations
-
-import json
-import time
-import uuid
-from pathlib import Path
-from typing import Any
-
-from scaler.config.fields import Field, check_provider_sections, check_section
-from scaler.hookspecs import (
-    CapacityError,
-    Instance,
-    InstanceState,
-    Problem,
-    ScriptPart,
-    hookimpl,
-)
-from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
-
-NAME = "toycloud"
-SECTION = (Field("state_file", "str", "Where the toy cloud keeps its machines.", required=True),)
-RESOURCE_SECTION = (Field("size", "choice", "Machine size.", default="small", choices=("small", "large")),)
+# the toy cloud's error codes -> the scaler's typed errors (any other code: ProviderError)
+ERRORS = {"NoCapacity": api.CapacityError, "Quota": api.QuotaError, "Denied": api.AuthError, "Busy": api.TransientError}
 
 
-def _load(config: Any) -> tuple[Path, dict[str, Any]]:
-    settings = check_section(config.provider_settings, SECTION, NAME).values
-    path = Path(settings["state_file"])
-    return path, (json.loads(path.read_text()) if path.exists() else {"machines": {}, "tokens": {}})
+@api.hookimpl
+def scaler_config_sections():
+    state_file = api.Field("state_file", "str", "The JSON file the toy cloud lives in.", required=True)
+    size = api.Field("size", "choice", "Machine size.", default="small", choices=("small", "large"))
+    return [api.Section("toycloud", "The toy cloud.", fields=(state_file,), resource_fields=(size,))]
 
 
-def _instance(machine: dict[str, Any]) -> Instance:
-    return Instance(
-        id=machine["id"],
-        resource=machine["tags"][TAG_RESOURCE],
-        state=InstanceState(machine["state"]),
-        launched_at=machine["launched_at"],
-        launch_token=machine["tags"][TAG_LAUNCH_TOKEN],
-    )
+def _call(config, method, *args):  # one call to the cloud's SDK, its errors turned into the scaler's typed errors
+    try:
+        return getattr(ToyCloud(config.provider_settings["state_file"]), method)(*args)
+    except ToyCloudError as exc:
+        raise ERRORS.get(exc.code, api.ProviderError)(f"toycloud {method}: {exc}", code=exc.code) from exc
 
 
-@hookimpl
-def scaler_launch(config, resource, count, init_script, launch_token, spot):  # type: ignore[no-untyped-def]
-    path, cloud = _load(config)
-    if launch_token in cloud["tokens"]:  # a retried call: answer with the first call's machines
-        return [_instance(cloud["machines"][i]) for i in cloud["tokens"][launch_token]]
-    if spot:
-        raise CapacityError("the toy cloud has no spot market", code="NoSpot")
-    created = []
-    for _ in range(count):
-        machine_id = f"toy-{uuid.uuid4().hex[:8]}"
-        tags = {TAG_SCALER: config.scaler.name, TAG_RESOURCE: resource.name, TAG_LAUNCH_TOKEN: launch_token}
-        cloud["machines"][machine_id] = {
-            "id": machine_id,
-            "state": "pending",
-            "launched_at": time.time(),
-            "tags": tags,
-            "user_data": init_script,
-        }
-        created.append(machine_id)
-    cloud["tokens"][launch_token] = created
-    path.write_text(json.dumps(cloud))
-    return [_instance(cloud["machines"][i]) for i in created]
+def _instance(m):
+    tags, state = m["tags"], api.InstanceState(m["state"])
+    return api.Instance(m["id"], tags[api.TAG_RESOURCE], state, m["launched_at"], tags[api.TAG_LAUNCH_TOKEN], m["spot"])
 
 
-@hookimpl
-def scaler_list_instances(config):  # type: ignore[no-untyped-def]
-    _, cloud = _load(config)
-    return [
-        _instance(m)
-        for m in cloud["machines"].values()
-        if m["tags"][TAG_SCALER] == config.scaler.name and m["state"] != "terminated"
-    ]
+@api.hookimpl
+def scaler_launch(config, resource, count, init_script, launch_token, spot):
+    tags = {api.TAG_SCALER: config.scaler.name, api.TAG_RESOURCE: resource.name, api.TAG_LAUNCH_TOKEN: launch_token}
+    size = resource.provider["size"]  # settings arrive validated, defaults applied
+    return [_instance(m) for m in _call(config, "run", count, size, tags, init_script, spot, launch_token)]
 
 
-@hookimpl
-def scaler_terminate(config, instance_ids):  # type: ignore[no-untyped-def]
-    path, cloud = _load(config)
-    for machine_id in instance_ids:
-        if machine_id in cloud["machines"]:  # already gone is success
-            cloud["machines"][machine_id]["state"] = "terminated"
-    path.write_text(json.dumps(cloud))
+@api.hookimpl
+def scaler_list_instances(config):
+    machines, page = _call(config, "describe", {api.TAG_SCALER: config.scaler.name})
+    while page:  # every page, or a fleet bigger than one page loses machines
+        more, page = _call(config, "describe", {api.TAG_SCALER: config.scaler.name}, page)
+        machines += more
+    return [_instance(m) for m in machines]
+
+
+@api.hookimpl
+def scaler_terminate(config, instance_ids):
+    _call(config, "terminate", instance_ids)  # the toy cloud ignores ids it does not know: already gone is success
     return True
 
 
-@hookimpl
-def scaler_console_output(config, instance_id):  # type: ignore[no-untyped-def]
-    return f"toycloud: {instance_id} has no console\n"
+@api.hookimpl
+def scaler_console_output(config, instance_id):
+    return _call(config, "console", instance_id)  # an unknown id: the cloud's NotFound, a ProviderError
 
 
-@hookimpl
-def scaler_validate_config(config, provider, providers):  # type: ignore[no-untyped-def]
-    return check_provider_sections(config, NAME, provider, SECTION, RESOURCE_SECTION, resource_required=False)
-
-
-@hookimpl
-def scaler_init_script_parts(config, resource, provider, context):  # type: ignore[no-untyped-def]
-    if provider != NAME:
-        return []
-    return [ScriptPart(200, "instance identity (toycloud)", 'export SCALER_INSTANCE_ID="$(hostname)"')]
-
-
-@hookimpl
-def scaler_check_cloud(config) -> list[Problem]:  # type: ignore[no-untyped-def]
-    path, _ = _load(config)
-    return [] if path.parent.exists() else [Problem("toycloud.state_file", f"folder {path.parent} does not exist")]
+@api.hookimpl
+def scaler_init_script_parts(provider):  # the worker id ends with the machine's own id
+    identity = api.ScriptPart(200, "instance identity", 'export SCALER_INSTANCE_ID="$(hostname)"')
+    return [identity] if provider == "toycloud" else []
