@@ -453,15 +453,28 @@ def launch_in_subprocess(provider: Provider, config: Config, count: int, launch_
 
 
 def config_for(
-    provider: str, resource: dict[str, Any], top: dict[str, Any] | None = None, name: str = "conformance"
+    provider: str,
+    resource: dict[str, Any],
+    top: dict[str, Any] | None = None,
+    name: str = "conformance",
+    host: PluginHost | None = None,
 ) -> Config:
-    """A one-resource config for a conformance run (resource ``res-a`` on queue ``q``)."""
+    """A validated one-resource config for a conformance run (resource ``res-a`` on queue
+    ``q``), its sections normalised from the plugins' declarations as ``scaler run`` does.
+
+    ``host`` holds the provider's plugin (default: the installed plugins); pass
+    ``provider.host`` for a plugin registered by hand (:func:`provider_for`). Raises
+    ``ValueError`` listing the problems when the configuration is invalid."""
     from scaler.config.loading import build_config
 
+    host = host if host is not None else PluginHost()
     raw: dict[str, Any] = {
         "scaler": {"name": name, "workers_prefix": "conf"},
         "resources": [{"name": "res-a", "queue": "q", "max_instances": 5, provider: resource}],
     }
     if top is not None:
         raw[provider] = top
-    return build_config(raw, provider=provider)
+    errors = [p.render() for p in host.validate(raw, provider, host.provider_names()) if p.severity == "error"]
+    if errors:
+        raise ValueError("the conformance configuration is invalid:\n" + "\n".join(errors))
+    return build_config(raw, provider=provider, catalog=host.catalog())

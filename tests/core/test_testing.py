@@ -298,8 +298,8 @@ class MemoryKit(ProviderConformance):
         return memory_provider(self.provider_class(cloud))
 
     @pytest.fixture
-    def conformance_config(self) -> Config:
-        return config_for(NAME, {})
+    def conformance_config(self, provider: Provider) -> Config:
+        return config_for(NAME, {}, host=provider.host)
 
     @pytest.fixture
     def list_page_size(self, cloud: MemoryCloud) -> int:

@@ -23,8 +23,8 @@ class TestToyCloud(ProviderConformance):
         return provider_for(scaler_toycloud, "toycloud")  # as installed: PluginHost().provider("toycloud")
 
     @pytest.fixture
-    def conformance_config(self, state_file):
-        return config_for("toycloud", {"size": "small"}, top={"state_file": state_file})
+    def conformance_config(self, provider, state_file):
+        return config_for("toycloud", {}, top={"state_file": state_file}, host=provider.host)
 
     @pytest.fixture
     def list_page_size(self):
