@@ -1,7 +1,9 @@
-"""Regenerate docs/configuration.md from the schemas: `python docs/gen_configuration.py`.
+"""Regenerate docs/configuration.md from the declared sections: `python docs/gen_configuration.py`.
 
-The reference is generated so it can never drift from what `validate-config` accepts;
-tests/test_docs.py fails when the committed file is stale.
+The reference is generated so it can never drift from what `validate-config` accepts: every
+section comes from a plugin's ``scaler_config_sections`` (core's own, the simulated provider's
+and the shipped clouds' alike), every vault key from a ``Field.vault``. `--check` exits 1 when
+the committed file is stale (tests run it).
 """
 
 from __future__ import annotations
@@ -10,30 +12,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scaler.config.fields import Field, format_duration
-from scaler.config.sections import RESOURCE_FIELDS, SCALER_SECTION
-from scaler.default_plugins import simulated
-from scaler.default_plugins.core import CORE_VAULT_KEYS
-from scaler_aws.schema import AWS_RESOURCE_SECTION, AWS_SECTION
-from scaler_aws.schema import VAULT_KEYS as AWS_VAULT
-from scaler_gcp.schema import GCP_RESOURCE_SECTION, GCP_SECTION
-from scaler_gcp.schema import VAULT_KEYS as GCP_VAULT
+from scaler.config.catalog import Catalog, leaves
+from scaler.config.fields import Field, FieldKind, Section, format_duration
+from scaler.host import PluginHost
+
+#: the plugin distributions documented here (another installed plugin does not leak in)
+SHIPPED = ("clearml-scaler-aws", "clearml-scaler-gcp")
 
 OUT = Path(__file__).with_name("configuration.md")
 
 KIND = {
-    "str": "string",
-    "text": "multi-line string",
-    "secret": "secret string",
-    "int": "integer",
-    "float": "number",
-    "bool": "boolean",
-    "duration": "duration",
-    "choice": "one of",
-    "list": "list of strings",
-    "dict": "object",
-    "section": "object",
-    "any": "any",
+    FieldKind.STR: "string",
+    FieldKind.TEXT: "multi-line string",
+    FieldKind.SECRET: "secret string",
+    FieldKind.INT: "integer",
+    FieldKind.FLOAT: "number",
+    FieldKind.BOOL: "boolean",
+    FieldKind.DURATION: "duration",
+    FieldKind.CHOICE: "one of",
+    FieldKind.LIST: "list of strings",
+    FieldKind.DICT: "object",
+    FieldKind.SECTION: "object",
+    FieldKind.ANY: "any",
 }
 
 
@@ -43,9 +43,9 @@ def default(field: Field) -> str:
     if not field.has_default or field.default is None:
         return "—"
     value: Any = field.default
-    if field.kind == "duration":
+    if field.kind == FieldKind.DURATION:
         return f"`{format_duration(value)}`"
-    if field.kind == "bool":
+    if field.kind == FieldKind.BOOL:
         return f"`{str(value).lower()}`"
     if value in ("", [], {}):
         return "empty"
@@ -54,22 +54,24 @@ def default(field: Field) -> str:
 
 def kind(field: Field) -> str:
     text = KIND[field.kind]
-    if field.kind == "choice":
+    if field.kind == FieldKind.CHOICE:
         text += " " + ", ".join(f"`{c}`" for c in field.choices)
     limits = []
     if field.min is not None:
-        limits.append(f"≥ {format_duration(field.min) if field.kind == 'duration' else f'{field.min:g}'}")
+        limits.append(f"≥ {format_duration(field.min) if field.kind == FieldKind.DURATION else f'{field.min:g}'}")
     if field.max is not None:
         limits.append(f"≤ {field.max:g}")
     if field.pattern_hint:
         limits.append(field.pattern_hint)
+    if field.env:
+        limits.append(f"write `${{?{field.env}}}`")
     return text + (f" ({'; '.join(limits)})" if limits else "")
 
 
 def table(fields: tuple[Field, ...], prefix: str) -> list[str]:
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for field in fields:
-        if field.kind == "section":
+        if field.kind == FieldKind.SECTION:
             rows.append(f"| `{prefix}{field.name}` | object | | {field.doc} |")
             rows += table(field.fields, f"{prefix}{field.name}.")[2:]
         else:
@@ -81,11 +83,29 @@ def vault_table(keys: dict[str, str]) -> list[str]:
     return ["| vault key | config path |", "| --- | --- |"] + [f"| `{k}` | `{v}` |" for k, v in keys.items()]
 
 
+def section_vault_keys(section: Section) -> dict[str, str]:
+    return {key: path for path, field in leaves(section.fields, section.name) for key in field.vault}
+
+
+def provider_part(section: Section, builtin: bool) -> list[str]:
+    lines = [f"## `{section.name}` ({'built-in ' if builtin else ''}provider `{section.name}`)", "", section.doc, ""]
+    if section.fields:
+        lines += [*table(section.fields, f"{section.name}."), ""]
+    if section.resource_fields:
+        lines += [f"### `resources[].{section.name}`", "", *table(section.resource_fields, f"{section.name}."), ""]
+    return lines
+
+
 def render() -> str:
+    host = PluginHost(allowed=SHIPPED)
+    catalog: Catalog = host.catalog()
+    common = [s for s in catalog.top_sections if not catalog.is_provider_section(s.name)]
+    providers = sorted((s for s in catalog.top_sections if catalog.is_provider_section(s.name)), key=lambda s: s.name)
+    fleet, resources = catalog.sections["scaler"], catalog.sections["resources"]
     lines = [
         "# Configuration reference",
         "",
-        "<!-- generated by docs/gen_configuration.py from the schemas; do not edit by hand -->",
+        "<!-- generated by docs/gen_configuration.py from the declared sections; do not edit by hand -->",
         "",
         'A configuration is HOCON (JSON is valid HOCON), read with pyhocon: `include "file.conf"` and',
         "`${?ENV_VAR}` substitution work. Check one with `scaler validate-config FILE --provider P`:",
@@ -96,63 +116,46 @@ def render() -> str:
         "**Secrets** (`secret string`) are never printed: logs, errors and exports show `********`;",
         "take them from the environment, e.g. `password = ${?SCALER_GIT_TOKEN}`.",
         "",
+        "Every section below is declared by a plugin (hook `scaler_config_sections`): core's own",
+        "`scaler` and `resources`, then one per provider. A provider's section is required when it is",
+        "the provider chosen with `--provider`, and checked where it is written otherwise.",
+        "",
         "## `scaler` — the fleet",
         "",
-        *table(SCALER_SECTION, "scaler."),
+        fleet.doc,
+        "",
+        *table(fleet.fields, "scaler."),
         "",
         "## `resources[]` — what to launch for which queue",
         "",
-        "Each resource serves one queue; several resources may serve the same queue and are filled in",
-        "config order (spill-over). Each also holds a section named after the provider (`aws { … }`,",
-        "`gcp { … }`).",
+        resources.doc,
+        "Several resources may serve the same queue and are filled in config order (spill-over).",
+        "Each also holds a section named after the provider (e.g. `aws { … }`, `gcp { … }`).",
         "",
-        *table(RESOURCE_FIELDS, ""),
+        *table(resources.resource_fields, ""),
         "",
-        "## `aws` (provider `aws`)",
-        "",
-        *table(AWS_SECTION, "aws."),
-        "",
-        "### `resources[].aws`",
-        "",
-        *table(AWS_RESOURCE_SECTION, "aws."),
-        "",
-        "## `gcp` (provider `gcp`)",
-        "",
-        *table(GCP_SECTION, "gcp."),
-        "",
-        "### `resources[].gcp`",
-        "",
-        *table(GCP_RESOURCE_SECTION, "gcp."),
-        "",
-        "## `simulated` (built-in provider `simulated`)",
-        "",
-        *table(simulated.SECTION, "simulated."),
-        "",
-        "### `resources[].simulated`",
-        "",
-        *table(simulated.RESOURCE_SECTION, "simulated."),
-        "",
+    ]
+    for section in providers:
+        info = host.plugins.get(section.name)
+        lines += provider_part(section, bool(info and info.builtin))
+    lines += [
         "## Vault",
         "",
         "`--vault FILE` merges a ClearML-style vault over the config (see docs/how-it-works.md):",
         "`auto_scaler.v1.<provider> { settings…, extra_vm_bash_script, extra_clearml_conf,",
-        'match { "<regex>" { … } } }`. Settings use ClearML\'s key names:',
+        'match { "<regex>" { … } } }`. Settings use ClearML\'s key names (each declared on the field',
+        "it sets, `Field.vault`):",
         "",
         "### provider-independent keys",
         "",
-        *vault_table(CORE_VAULT_KEYS),
-        "",
-        "### `auto_scaler.v1.aws`",
-        "",
-        *vault_table(AWS_VAULT),
-        "",
-        "### `auto_scaler.v1.gcp`",
-        "",
-        *vault_table(GCP_VAULT),
-        "",
-        "A vault key that no installed plugin maps is reported as a warning and ignored.",
+        *vault_table({k: v for s in common for k, v in section_vault_keys(s).items()}),
         "",
     ]
+    for section in providers:
+        keys = section_vault_keys(section)
+        if keys:
+            lines += [f"### `auto_scaler.v1.{section.name}`", "", *vault_table(keys), ""]
+    lines += ["A vault key that no installed plugin maps is reported as a warning and ignored.", ""]
     return "\n".join(lines)
 
 

@@ -4,13 +4,19 @@ A provider plugin (or any other plugin) needs nothing else from ``scaler``::
 
     from scaler.api import CapacityError, Field, Instance, InstanceState, Section, hookimpl
 
+A plugin declares its configuration with :class:`Section` and :class:`Field` (hook
+``scaler_config_sections``; :class:`Ask` for a conditional ``scaler init`` question,
+:class:`FieldKind` for the kinds of values); its provider hooks then read the normalised
+values from ``config.provider_settings`` and ``resource.provider``, and its
+``scaler_validate_config`` receives :class:`ResourceSettings`.
+
 The hook specifications themselves are documented in :mod:`scaler.hookspecs` and
 docs/plugin-hooks.md; the conformance kit is :mod:`scaler.testing`.
 """
 
 from __future__ import annotations
 
-from scaler.config.fields import Field, Section
+from scaler.config.fields import Ask, Field, FieldKind, ResourceSettings, Section
 from scaler.config.model import Config, Resource
 from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
 from scaler.hookspecs import hookimpl
@@ -31,10 +37,12 @@ __all__ = [
     "TAG_LAUNCH_TOKEN",
     "TAG_RESOURCE",
     "TAG_SCALER",
+    "Ask",
     "AuthError",
     "CapacityError",
     "Config",
     "Field",
+    "FieldKind",
     "Instance",
     "InstanceState",
     "Problem",
@@ -42,6 +50,7 @@ __all__ = [
     "QuotaError",
     "RenderContext",
     "Resource",
+    "ResourceSettings",
     "ScriptPart",
     "Secret",
     "Section",

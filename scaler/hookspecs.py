@@ -12,7 +12,8 @@ There are two kinds of hooks:
   ``scaler_console_output``, ``scaler_check_cloud``) are called on the one provider chosen
   with ``--provider``; no other plugin ever sees those calls.
 * **Contribution hooks** are called on every loaded plugin, built-in first, and their
-  answers are collected in that order.
+  answers are collected in that order (``scaler_validate_config`` only on the plugin that
+  declared the section being checked, through ``scaler_config_sections``).
 
 Hook implementations may accept fewer arguments than the spec names (pluggy passes only
 the ones they ask for), which is how the contract grows without breaking plugins.
@@ -33,6 +34,7 @@ from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, T
 from scaler.types import Instance, InstanceState, Problem, RenderContext, ScriptPart, Secret, ServerInfo
 
 if TYPE_CHECKING:
+    from scaler.config.fields import ResourceSettings, Section
     from scaler.config.model import Config, Resource
 
 PROJECT = "scaler"
@@ -196,30 +198,64 @@ def scaler_clearml_conf_parts(config: Config, resource: Resource, provider: str,
 
 
 @hookspec
-def scaler_validate_config(config: dict[str, Any], provider: str | None, providers: list[str]) -> list[Problem]:
-    """Validate the plugin's own part of a parsed configuration (a plain nested dict).
+def scaler_config_sections() -> list[Section]:
+    """The configuration sections this plugin declares.
 
-    Called by ``validate-config`` and before ``run`` starts, on every plugin. A provider
-    plugin checks its top-level section and each ``resources[i].<provider>`` section; it
-    treats them as required when ``provider`` is its own name, and checks them when they are
-    present otherwise. ``providers`` lists every installed provider name. Returns problems
-    with dotted paths (``resources[1].aws.ebs.size_gb``).
+    Called by core on every plugin (core's built-in plugin first: it declares ``scaler`` and
+    ``resources``) whenever it needs the declarations: to check and load a configuration, for
+    ``scaler init``, ``export``/``import`` and the configuration reference; never per tick.
+    Takes no argument; must answer the same every time, without I/O. Returns
+    :class:`~scaler.api.Section` objects (an empty list or ``None``: no section)::
+
+        @hookimpl
+        def scaler_config_sections():
+            return [
+                Section(
+                    "mycloud",
+                    "Settings of the mycloud fleet.",
+                    fields=(
+                        Field("region", "str", "Region of the fleet.", default="eu-1", ask="Region"),
+                        Field("api_token", "secret", "API token.", default="", env="MYCLOUD_TOKEN",
+                              vault=("mycloud_token",)),
+                    ),
+                    resource_fields=(Field("size", "choice", "Machine size.", default="small",
+                                           choices=("small", "large"), ask=Ask("Machine size", key="instance_type")),),
+                )
+            ]
+
+    A provider names its section after itself (its entry-point name): ``fields`` describe the
+    top-level ``mycloud { … }``, ``resource_fields`` each ``resources[i].mycloud { … }``. From
+    this declaration alone core validates and normalises both (required when the provider is
+    the one chosen with ``--provider``, checked where written otherwise), hands them to the
+    provider hooks as ``config.provider_settings`` and ``resource.provider`` (defaults applied,
+    durations in seconds, secrets as :class:`~scaler.api.Secret`), masks secrets in exports,
+    comments ``scaler export``/``import`` output, writes the configuration reference, maps
+    ClearML vault keys (``Field.vault``), names the environment variable of each secret
+    (``Field.env``) and asks ``scaler init``'s questions (``Field.ask``; ``scaler init --set
+    mycloud.region=eu-2`` answers one from the command line). A plugin that is no provider may
+    declare sections too; they apply to every run. A section name declared twice keeps its
+    first declaration.
     """
 
 
 @hookspec
-def scaler_config_defaults() -> dict[str, Any]:
-    """Defaults of the plugin's own config sections, as ``{section: {key: value}}``.
+def scaler_validate_config(
+    section: str, settings: dict[str, Any], resources: list[ResourceSettings], applies: bool
+) -> list[Problem]:
+    """Checks between keys of a section the plugin declared, which a per-key schema cannot
+    express (``access_key_id`` needs ``secret_access_key``; a zone must be in the region).
 
-    Used by ``scaler init``, ``export`` and the configuration reference.
-    """
+    Called by ``validate-config``, ``scaler init`` and before ``run`` starts, after core checked
+    every key against the declaration, on the declaring plugin only, once per section it
+    declared that is written in the configuration or applies to the run. ``section`` is the
+    section's name; ``settings`` its normalised top-level values (defaults applied; a key whose
+    value is invalid is left out, its problem is already reported); ``resources`` the resources
+    that hold a ``<section> { … }`` (:class:`~scaler.api.ResourceSettings`: normalised
+    ``settings``, the resource's normalised ``common`` keys, its ``path`` and the keys
+    ``written``); ``applies`` is true when the section belongs to this run (its provider is the
+    chosen one, or it is no provider's), false when it is only checked because it is written.
 
-
-@hookspec
-def scaler_vault_keys(provider: str) -> dict[str, str]:
-    """How ClearML vault keys map onto config paths, for vault ``auto_scaler.v1.<provider>``.
-
-    Returns ``{vault_key: dotted.config.path}``, e.g. ``{"aws_region": "aws.region"}``.
-    Core contributes the provider-independent keys; a provider answers for its own name
-    only. A vault key no plugin maps is reported, not silently dropped.
+    Returns problems with dotted paths (``resources[1].mycloud.disk_gb``), warnings with
+    ``severity="warning"``. Per-key rules (types, ranges, patterns, required keys, unknown keys)
+    belong in the declaration, not here.
     """

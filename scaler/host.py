@@ -23,7 +23,7 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -31,10 +31,14 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from scaler import hookspecs
+from scaler.config.catalog import Catalog, use_installed
+from scaler.config.fields import Section
+from scaler.config.validation import check_config
 from scaler.errors import NotImplementedByProvider, PluginError, ProviderError
 from scaler.types import Instance, Problem, RenderContext, ScriptPart
 
 if TYPE_CHECKING:
+    from scaler.config.fields import ResourceSettings
     from scaler.config.model import Config, Resource
 
 ENTRY_POINT_GROUP = "scaler"
@@ -185,23 +189,45 @@ class PluginHost:
 
     # -- contribution hooks ------------------------------------------------------------
 
+    def config_sections(self) -> list[tuple[str, Section]]:
+        """``(plugin name, section)`` for every section declared through ``scaler_config_sections``,
+        core's first, then in pluggy's call order."""
+        declared: list[tuple[str, Section]] = []
+        for impl in reversed(self.pm.hook.scaler_config_sections.get_hookimpls()):
+            found: Any = impl.function()
+            for section in found or []:
+                if not isinstance(section, Section):
+                    raise PluginError(
+                        f"plugin '{impl.plugin_name}': scaler_config_sections returned {section!r}, not a Section"
+                    )
+                declared.append((impl.plugin_name, section))
+        return declared
+
+    def catalog(self, providers: Iterable[str] | None = None) -> Catalog:
+        """The declared sections of the loaded plugins (:class:`~scaler.config.catalog.Catalog`)."""
+        names = self.provider_names() if providers is None else providers
+        return Catalog((section for _, section in self.config_sections()), names)
+
     def validate(self, raw: dict[str, Any], provider: str | None, providers: list[str]) -> list[Problem]:
-        problems: list[Problem] = []
-        for found in self.pm.hook.scaler_validate_config(config=raw, provider=provider, providers=providers):
-            problems.extend(found or [])
-        return problems
+        """Every problem of a parsed configuration for ``provider``: core checks each key against
+        the declared sections, then each declaring plugin's ``scaler_validate_config`` checks
+        its own normalised sections."""
+        owners: dict[str, str] = {}
+        for plugin_name, section in self.config_sections():
+            owners.setdefault(section.name, plugin_name)
 
-    def vault_keys(self, provider: str) -> dict[str, str]:
-        merged: dict[str, str] = {}
-        for mapping in reversed(self.pm.hook.scaler_vault_keys(provider=provider)):
-            merged.update(mapping or {})
-        return merged
+        def cross_check(
+            section: str, settings: Mapping[str, Any], resources: list[ResourceSettings], applies: bool
+        ) -> list[Problem]:
+            plugin = self.pm.get_plugin(owners[section])
+            others = [p for _, p in self.pm.list_name_plugin() if p is not plugin]
+            hook = self.pm.subset_hook_caller("scaler_validate_config", remove_plugins=others)
+            found: list[Problem] = []
+            for problems in hook(section=section, settings=dict(settings), resources=resources, applies=applies):
+                found.extend(problems or [])
+            return found
 
-    def config_defaults(self) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for defaults in self.pm.hook.scaler_config_defaults():
-            merged.update(defaults or {})
-        return merged
+        return check_config(raw, self.catalog(providers), provider, cross_check=cross_check).problems
 
     def init_script_parts(
         self, config: Config, resource: Resource, provider: str, context: RenderContext
@@ -333,3 +359,14 @@ def load_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
                 f"(a provider needs all of {', '.join(REQUIRED_PROVIDER_HOOKS)})"
             )
     return problems
+
+
+# -- the installed plugins' configuration sections, for code without a host ------------------
+
+
+@functools.cache
+def _installed_catalog(allowed: str | None) -> Catalog:
+    return PluginHost().catalog()
+
+
+use_installed(lambda: _installed_catalog(os.environ.get(LOAD_ENV)))

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -19,13 +19,10 @@ from scaler.cli.app import (
 )
 from scaler.errors import ConfigError
 
-if TYPE_CHECKING:
-    pass
-
 
 @app.command()
 def init(
-    provider: Annotated[str | None, typer.Option(help="Cloud provider: aws, gcp or simulated.")] = None,
+    provider: Annotated[str | None, typer.Option(help="Cloud provider (`scaler providers` lists them).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Configuration file to write.")] = Path("scaler.conf"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     interactive: Annotated[
@@ -34,27 +31,23 @@ def init(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Scaler name (tags its machines).")] = None,
     workers_prefix: Annotated[str | None, typer.Option(help="Worker id prefix.")] = None,
-    region: Annotated[str | None, typer.Option(help="AWS region.")] = None,
-    use_iam_role: Annotated[
-        bool | None, typer.Option("--use-iam-role/--no-use-iam-role", help="AWS: use the default credential chain.")
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="A setting, repeatable: a dotted config path and its value, e.g. --set mycloud.region=eu-2 "
+            "--set resources[0].mycloud.size=large. Not for secrets: export their variable instead.",
+        ),
     ] = None,
-    aws_access_key_id: Annotated[
-        str | None, typer.Option(help="AWS access key id (written as ${?AWS_ACCESS_KEY_ID}).")
-    ] = None,
-    aws_secret_access_key: Annotated[
-        str | None, typer.Option(help="AWS secret access key (written as ${?AWS_SECRET_ACCESS_KEY}).")
-    ] = None,
-    iam_instance_profile: Annotated[str | None, typer.Option(help="AWS: instance profile of the machines.")] = None,
-    project: Annotated[str | None, typer.Option(help="GCP project id.")] = None,
-    credentials_file: Annotated[str | None, typer.Option(help="GCP service account key file.")] = None,
     git_user: Annotated[str | None, typer.Option(help="Git user of the agents.")] = None,
     git_token: Annotated[str | None, typer.Option(help="Git token (written as ${?SCALER_GIT_TOKEN}).")] = None,
     docker_image: Annotated[str | None, typer.Option(help="Default docker image of tasks.")] = None,
     resource: Annotated[
         list[str] | None,
         typer.Option(
-            help="A resource, repeatable: name=…,queue=…,instance_type=…,spot=…,zone=…,image=…,disk=…,"
-            "max_instances=…,cpu_only=…,init_script=…|@FILE."
+            help="A resource, repeatable: key=value,… with its common keys (name, queue, max_instances, spot, "
+            "cpu_only, init_script=…|@FILE, …), the provider's resource keys by name "
+            "or the short keys providers share (instance_type, image, zone, disk)."
         ),
     ] = None,
     max_idle_time: Annotated[str | None, typer.Option(help="Terminate machines idle this long (e.g. 15m).")] = None,
@@ -66,7 +59,7 @@ def init(
         bool, typer.Option("--env-file-write/--no-env-file", help="Write the secrets you type to an env file.")
     ] = True,
 ) -> None:
-    """Write a configuration by answering questions (every question also has a flag)."""
+    """Write a configuration by answering questions (every setting can also be given with --set)."""
     from rich.console import Console
 
     from scaler.config import wizard
@@ -76,50 +69,52 @@ def init(
     ask = sys.stdin.isatty() if interactive is None else interactive
     host = make_host()
     providers = host.provider_names()
+    catalog = host.catalog()
     try:
         specs = [wizard.parse_resource_spec(spec) for spec in resource or []]
+        settings = [wizard.parse_set(item) for item in set_ or []]
         if provider is None:
             if not ask:
                 raise wizard.WizardError(
                     "no terminal to ask on (standard input is not a TTY; use --interactive to answer from it anyway); "
                     "pass --provider" + ("" if specs else ", --resource name=…,…")
                 )
-            provider = typer.prompt(
-                f"Cloud provider ({', '.join(providers)})", default="aws" if "aws" in providers else providers[0]
-            )
+            provider = typer.prompt(f"Cloud provider ({', '.join(providers)})", default=providers[0])
             while provider not in providers:
                 console.print(f"  ✗ unknown provider {provider!r}; installed: {', '.join(providers)}")
                 provider = typer.prompt("Cloud provider")
         if output.exists() and not force:
             if not ask or not typer.confirm(f"{output} exists; overwrite it?", default=False):
                 raise wizard.WizardError(f"{output} exists; pass --force to overwrite it", code=1)
+        given = {path: wizard.Given(f"--set {path}", value) for path, value in settings}
         flags = {
-            "--name": name,
-            "--workers-prefix": workers_prefix,
-            "--region": region,
-            "--use-iam-role": use_iam_role,
-            "--aws-access-key-id": aws_access_key_id,
-            "--aws-secret-access-key": aws_secret_access_key,
-            "--iam-instance-profile": iam_instance_profile,
-            "--project": project,
-            "--credentials-file": credentials_file,
-            "--git-user": git_user,
-            "--git-token": git_token,
-            "--docker-image": docker_image,
-            "--max-idle-time": max_idle_time,
-            "--polling-interval": polling_interval,
+            "scaler.name": ("--name", name),
+            "scaler.workers_prefix": ("--workers-prefix", workers_prefix),
+            "scaler.git.user": ("--git-user", git_user),
+            "scaler.default_docker_image": ("--docker-image", docker_image),
+            "scaler.max_idle_time": ("--max-idle-time", max_idle_time),
+            "scaler.polling_interval": ("--polling-interval", polling_interval),
         }
+        given.update({path: wizard.Given(label, value) for path, (label, value) in flags.items() if value is not None})
+        if git_token is not None:
+            given["scaler.git.password"] = wizard.Given("--git-token", git_token, secret_ok=True)
         if ask:
             console.rule(f"clearml-scaler setup: {output}")
+        chosen = provider
         answers = wizard.Wizard(
-            flags, interactive=ask, say=lambda text: console.print(text) if ask else None, resources=specs
+            catalog,
+            interactive=ask,
+            say=lambda text: console.print(text) if ask else None,
+            given=given,
+            resources=specs,
+            check=lambda tree: host.validate(tree, chosen, providers),
         ).run(provider, providers)
     except wizard.WizardError as exc:
         fail(str(exc), exc.code)
     except typer.Abort:
         fail("input ended before every question was answered", 2)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(wizard.render(answers, provider, str(output)), encoding="utf-8")
+    output.write_text(wizard.render(answers, provider, str(output), catalog), encoding="utf-8")
     secrets_path = None
     if answers.secrets and write_env_file:
         secrets_path = env_file or output.with_suffix(".env")
@@ -166,7 +161,7 @@ def export_command(
     from scaler.config.loading import ConfigFileError
 
     try:
-        document = export_config(config, include_secrets=include_secrets)
+        document = export_config(config, include_secrets=include_secrets, catalog=make_host().catalog())
     except ConfigFileError as exc:
         fail(str(exc), EXIT_UNREADABLE)
     except ConfigError as exc:
@@ -213,8 +208,9 @@ def import_command(
         document = json.loads(text)
     except ValueError as exc:
         fail(f"{file}: not JSON: {exc}", EXIT_UNREADABLE)
+    host = make_host()
     try:
-        imported = import_config(document, include_secrets=include_secrets, source=str(file))
+        imported = import_config(document, include_secrets=include_secrets, source=str(file), catalog=host.catalog())
     except ConfigError as exc:
         fail(f"{file}: {exc}", EXIT_INVALID)
     for path in imported.dropped_secrets:
@@ -233,7 +229,6 @@ def import_command(
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(imported.text, encoding="utf-8")
-    host = make_host()
     result = load_config(output, host, provider=provider)
     for problem in result.problems:
         typer.echo(("error: " if problem.severity == "error" else "") + problem.render(), err=True)

@@ -1,67 +1,32 @@
-"""Which schema :class:`~scaler.config.fields.Field` describes each path of a configuration.
+"""What each path of a configuration means, from the sections the plugins declare.
 
-Used by the tools that read or write whole configuration files (``scaler init``,
-``scaler export``/``import``): to comment the keys they write, to spell durations, and to
-know which values are secrets. Core's sections come from :mod:`scaler.config.sections`; the
-provider sections of the plugins shipped with the project come from their schema modules
-(imported lazily, they are light). A key nobody describes (a third-party plugin's section,
-inside a free-form object) is judged by its name: anything that looks like a password, a
-token or a key is treated as a secret.
+A :class:`Catalog` holds every :class:`~scaler.config.fields.Section` declared through the
+hook ``scaler_config_sections`` (core's own ``scaler`` and ``resources`` included) and
+answers the questions of the tools that read or write whole configuration files (validation,
+``scaler init``, ``export``/``import``, the configuration reference, the vault): which
+:class:`~scaler.config.fields.Field` describes a path, its documentation, whether it is a
+secret and from which environment variable it is read, and which vault keys map onto which
+paths. Shipped and third-party plugins are looked up the same way. A key nobody declares (a
+plugin that is not installed, or inside a free-form object) is judged by its name: anything
+that looks like a password, a token or a key is treated as a secret.
+
+The plugin host builds the catalog of the plugins it loaded (``PluginHost.catalog()``);
+:func:`installed` is the catalog of the installed plugins for code that has no host at hand
+(``build_config``), published by the host module when it is imported.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from scaler.config.fields import Field, Schema
-from scaler.config.sections import RESOURCE_FIELDS, SCALER_SECTION
+from scaler.config.fields import Field, FieldKind, Section
+from scaler.config.sections import CORE_SECTIONS
 
 Path = tuple[str | int, ...]
 
-#: provider name -> (module, top-level section schema, per-resource section schema)
-PROVIDER_SCHEMAS = {
-    "aws": ("scaler_aws.schema", "AWS_SECTION", "AWS_RESOURCE_SECTION"),
-    "gcp": ("scaler_gcp.schema", "GCP_SECTION", "GCP_RESOURCE_SECTION"),
-    "simulated": ("scaler.default_plugins.simulated", "SECTION", "RESOURCE_SECTION"),
-}
-
-#: key names that hold secrets when no schema says otherwise
+#: key names that hold secrets when no declaration says otherwise
 SECRET_NAME = re.compile(r"(secret|passw|token|api_?key|private_?key|access_?key)", re.IGNORECASE)
-
-#: the environment variables the docs and examples use for core's and the shipped plugins' secrets
-DEFAULT_ENV = {
-    "scaler.git.password": "SCALER_GIT_TOKEN",
-    "scaler.agent_credentials.access_key": "SCALER_AGENT_ACCESS_KEY",
-    "scaler.agent_credentials.secret_key": "SCALER_AGENT_SECRET_KEY",
-    "aws.access_key_id": "AWS_ACCESS_KEY_ID",
-    "aws.secret_access_key": "AWS_SECRET_ACCESS_KEY",
-    "aws.session_token": "AWS_SESSION_TOKEN",
-}
-
-SECTION_DOCS = {
-    "scaler": "Settings of the whole fleet.",
-    "resources": "One entry per kind of machine, filled in this order for its queue.",
-    "aws": "AWS settings of the fleet (credentials come from the default chain unless set here).",
-    "gcp": "GCP settings of the fleet (credentials: Application Default Credentials unless set here).",
-    "simulated": "The built-in simulated cloud (no account needed).",
-}
-
-
-@functools.cache
-def provider_schema(name: str) -> tuple[Schema, Schema] | None:
-    """(top-level section, per-resource section) of a provider, when known and installed."""
-    spec = PROVIDER_SCHEMAS.get(name)
-    if spec is None:
-        return None
-    module_name, top, per_resource = spec
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return None
-    return tuple(getattr(module, top)), tuple(getattr(module, per_resource))
 
 
 def _walk(fields: Sequence[Field], rest: Path) -> Field | None:
@@ -70,55 +35,150 @@ def _walk(fields: Sequence[Field], rest: Path) -> Field | None:
     found = next((f for f in fields if f.name == rest[0]), None)
     if found is None or len(rest) == 1:
         return found
-    if found.kind == "section":
+    if found.kind == FieldKind.SECTION:
         return _walk(found.fields, rest[1:])
     return None  # inside a free-form object or a list
 
 
-def field_at(path: Path) -> Field | None:
-    """The field describing ``path`` (``("resources", 0, "aws", "ebs", "size_gb")``), if any."""
-    if not path:
-        return None
-    head = path[0]
-    if head == "scaler":
-        return _walk(SCALER_SECTION, path[1:])
-    if head == "resources":
-        if len(path) < 3 or not isinstance(path[1], int):
+def leaves(fields: Sequence[Field], prefix: str) -> Iterable[tuple[str, Field]]:
+    """``(dotted path, field)`` of every field that holds a value (nested sections walked)."""
+    for item in fields:
+        path = f"{prefix}.{item.name}" if prefix else item.name
+        if item.kind == FieldKind.SECTION:
+            yield from leaves(item.fields, path)
+        else:
+            yield path, item
+
+
+class Catalog:
+    """The declared sections of a set of plugins.
+
+    ``sections`` in declaration order (core's first); a section declared twice is kept from
+    its first declaration and the conflict recorded in :attr:`conflicts`. ``providers`` are the
+    installed provider names: a section named after a provider is that provider's.
+    """
+
+    def __init__(self, sections: Iterable[Section] = CORE_SECTIONS, providers: Iterable[str] = ()) -> None:
+        self.sections: dict[str, Section] = {}
+        self.conflicts: list[str] = []
+        for section in sections:
+            if section.name in self.sections:
+                self.conflicts.append(section.name)
+                continue
+            self.sections[section.name] = section
+        self.providers = tuple(providers)
+        self.inline_fields: tuple[Field, ...] = tuple(
+            f for s in self.sections.values() if s.inline for f in s.resource_fields
+        )
+
+    # -- sections ---------------------------------------------------------------------------
+
+    def section(self, name: str) -> Section | None:
+        """The section declared for top-level key / resource subsection ``name`` (not inline)."""
+        found = self.sections.get(name)
+        return found if found is not None and not found.inline else None
+
+    @property
+    def top_sections(self) -> list[Section]:
+        """The sections written as ``<name> { … }`` and/or ``resources[i].<name> { … }``."""
+        return [s for s in self.sections.values() if not s.inline]
+
+    def is_provider_section(self, name: str) -> bool:
+        return name in self.providers
+
+    def applies(self, name: str, provider: str | None) -> bool:
+        """Whether section ``name`` belongs to this run: a provider's section when that provider
+        is the chosen one, any other plugin's section always."""
+        return name == provider or not self.is_provider_section(name)
+
+    def top_level_keys(self) -> list[str]:
+        return sorted({*(s.name for s in self.top_sections), "resources", *self.providers})
+
+    def resource_keys(self) -> list[str]:
+        """Keys a resource may hold: the inline fields, then subsection names."""
+        subsections = {s.name for s in self.top_sections if s.resource_fields} | set(self.providers)
+        return [*(f.name for f in self.inline_fields), *sorted(subsections)]
+
+    # -- paths -------------------------------------------------------------------------------
+
+    def field_at(self, path: Path) -> Field | None:
+        """The field describing ``path`` (``("resources", 0, "mycloud", "disk", "size_gb")``), if any."""
+        if not path:
             return None
-        found = _walk(RESOURCE_FIELDS, path[2:])
+        head = path[0]
+        if head == "resources":
+            if len(path) < 3 or not isinstance(path[1], int):
+                return None
+            found = _walk(self.inline_fields, path[2:])
+            if found is not None:
+                return found
+            section = self.section(str(path[2]))
+            return _walk(section.resource_fields, path[3:]) if section else None
+        section = self.section(str(head))
+        return _walk(section.fields, path[1:]) if section else None
+
+    def doc_at(self, path: Path) -> str:
+        """What the key at ``path`` means (for comments)."""
+        if len(path) == 1 and isinstance(path[0], str):
+            declared = self.sections.get(path[0])
+            return declared.doc if declared is not None else f"Settings of the '{path[0]}' plugin."
+        if len(path) == 3 and path[0] == "resources" and isinstance(path[2], str) and self.section(path[2]):
+            return f"This resource's {path[2]} settings."
+        found = self.field_at(path)
+        return found.doc if found is not None else ""
+
+    def is_secret(self, path: Path) -> bool:
+        found = self.field_at(path)
         if found is not None:
-            return found
-        schema = provider_schema(str(path[2]))
-        return _walk(schema[1], path[3:]) if schema else None
-    schema = provider_schema(str(head))
-    return _walk(schema[0], path[1:]) if schema else None
+            return found.kind == FieldKind.SECRET
+        last = path[-1] if path else ""
+        return isinstance(last, str) and bool(SECRET_NAME.search(last))
+
+    def is_duration(self, path: Path) -> bool:
+        found = self.field_at(path)
+        return found is not None and found.kind == FieldKind.DURATION
+
+    def env_for(self, path: Path | str) -> str:
+        """The environment variable a secret at ``path`` is read from: its field's ``env``, else
+        ``SCALER_`` and the path in capitals (``resources[0].mycloud.token`` →
+        ``SCALER_RESOURCES_0_MYCLOUD_TOKEN``)."""
+        where = parse_path(path) if isinstance(path, str) else path
+        found = self.field_at(where)
+        if found is not None and found.env:
+            return found.env
+        return "SCALER_" + re.sub(r"[^A-Z0-9]+", "_", path_str(where).upper()).strip("_")
+
+    # -- vault -------------------------------------------------------------------------------
+
+    def vault_keys(self, provider: str) -> dict[str, str]:
+        """``{vault key: dotted config path}`` for the vault section ``auto_scaler.v1.<provider>``:
+        the keys declared by every section that applies to ``provider`` (``Field.vault``)."""
+        keys: dict[str, str] = {}
+        for section in self.top_sections:
+            if not self.applies(section.name, provider):
+                continue
+            for path, item in leaves(section.fields, section.name):
+                for key in item.vault:
+                    keys.setdefault(key, path)
+        return keys
 
 
-def doc_at(path: Path) -> str:
-    """What the key at ``path`` means (for comments)."""
-    if len(path) == 1 and isinstance(path[0], str):
-        return SECTION_DOCS.get(path[0], f"Settings of the '{path[0]}' plugin.")
-    if len(path) == 3 and path[0] == "resources" and isinstance(path[2], str) and provider_schema(path[2]):
-        return f"This resource's {path[2]} settings."
-    found = field_at(path)
-    return found.doc if found is not None else ""
+_installed_factory: Callable[[], Catalog] | None = None
 
 
-def is_secret(path: Path) -> bool:
-    found = field_at(path)
-    if found is not None:
-        return found.kind == "secret"
-    last = path[-1] if path else ""
-    return isinstance(last, str) and bool(SECRET_NAME.search(last))
+def use_installed(factory: Callable[[], Catalog]) -> None:
+    """Publish how to build the catalog of the installed plugins (the plugin host does)."""
+    global _installed_factory
+    _installed_factory = factory
 
 
-def is_duration(path: Path) -> bool:
-    found = field_at(path)
-    return found is not None and found.kind == "duration"
+def installed() -> Catalog:
+    """The catalog of the installed plugins (core's own sections when no host was ever imported)."""
+    return _installed_factory() if _installed_factory is not None else Catalog(CORE_SECTIONS)
 
 
 def path_str(path: Path) -> str:
-    """``resources[0].aws.ebs.size_gb``: the spelling of validation messages."""
+    """``resources[0].mycloud.disk.size_gb``: the spelling of validation messages."""
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -137,11 +197,3 @@ def parse_path(text: str) -> Path:
     for index, name in _PART.findall(text):
         parts.append(int(index) if index else name)
     return tuple(parts)
-
-
-def default_env(path: Path | str) -> str:
-    """The environment variable a secret at ``path`` is read from when nobody chose one."""
-    text = path if isinstance(path, str) else path_str(path)
-    if text in DEFAULT_ENV:
-        return DEFAULT_ENV[text]
-    return "SCALER_" + re.sub(r"[^A-Z0-9]+", "_", text.upper()).strip("_")

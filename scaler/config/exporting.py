@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
 
-from scaler.config.catalog import Path, default_env, is_duration, is_secret, parse_path, path_str
+from scaler.config.catalog import Catalog, Path, parse_path, path_str
+from scaler.config.catalog import installed as installed_catalog
 from scaler.config.fields import format_duration, parse_duration
 from scaler.config.writer import EnvRef, render_config
 from scaler.errors import ConfigError
@@ -75,10 +76,14 @@ def substitutions(text: str) -> dict[str, str]:
     return found
 
 
-def export_config(path: str | FilePath, *, include_secrets: bool = False) -> dict[str, Any]:
-    """The export document of the configuration file at ``path``."""
+def export_config(
+    path: str | FilePath, *, include_secrets: bool = False, catalog: Catalog | None = None
+) -> dict[str, Any]:
+    """The export document of the configuration file at ``path``; which values are secrets and
+    durations comes from ``catalog`` (default: the installed plugins')."""
     from scaler.config.loading import parse_hocon, read_text
 
+    catalog = catalog or installed_catalog()
     text = read_text(path)
     raw, problems = parse_hocon(text, source=str(path), base_dir=FilePath(path).resolve().parent)
     if problems:
@@ -91,13 +96,15 @@ def export_config(path: str | FilePath, *, include_secrets: bool = False) -> dic
             return {str(k): walk(v, (*where, str(k))) for k, v in value.items()}
         if isinstance(value, list):
             return [walk(v, (*where, i)) for i, v in enumerate(value)]
-        if where and is_secret(where):
-            env.setdefault(path_str(where), default_env(where))
+        if where and catalog.is_secret(where):
+            env.setdefault(path_str(where), catalog.env_for(where))
             secret = "" if value is None else str(value)
             if secret:
                 secret_values.add(secret)
             return secret if include_secrets or not secret else MASK
-        if _is_duration_object(value) or (is_duration(where) and value is not None and not isinstance(value, bool)):
+        if _is_duration_object(value) or (
+            catalog.is_duration(where) and value is not None and not isinstance(value, bool)
+        ):
             try:
                 return format_duration(parse_duration(value))
             except ValueError:
@@ -162,8 +169,12 @@ def _set(tree: Any, where: Path, value: Any) -> None:
         node[last] = value
 
 
-def import_config(document: Mapping[str, Any], *, include_secrets: bool = False, source: str = "") -> Imported:
-    """HOCON text from an export document (or a bare configuration object)."""
+def import_config(
+    document: Mapping[str, Any], *, include_secrets: bool = False, source: str = "", catalog: Catalog | None = None
+) -> Imported:
+    """HOCON text from an export document (or a bare configuration object), commented and with
+    secrets recognised from ``catalog`` (default: the installed plugins')."""
+    catalog = catalog or installed_catalog()
     if not isinstance(document, Mapping):
         raise ConfigError("the export must be a JSON object")
     if "config" in document and document.get("format", FORMAT) == FORMAT:
@@ -186,7 +197,7 @@ def import_config(document: Mapping[str, Any], *, include_secrets: bool = False,
             return {str(k): walk(v, (*where, str(k))) for k, v in value.items()}
         if isinstance(value, list):
             return [walk(v, (*where, i)) for i, v in enumerate(value)]
-        if where and is_secret(where):
+        if where and catalog.is_secret(where):
             text = path_str(where)
             secret = "" if value is None else str(value)
             if not secret:
@@ -197,7 +208,7 @@ def import_config(document: Mapping[str, Any], *, include_secrets: bool = False,
             if secret != MASK:
                 result.dropped_secrets.append(text)
                 dropped.add(secret)
-            name = str(env.get(text) or default_env(where))
+            name = str(env.get(text) or catalog.env_for(where))
             result.env[text] = name
             return EnvRef(name)
         return value
@@ -211,10 +222,10 @@ def import_config(document: Mapping[str, Any], *, include_secrets: bool = False,
         if not where or text in result.clear_secrets:
             continue
         _set(tree, where, EnvRef(str(name)))
-        if is_secret(where):
+        if catalog.is_secret(where):
             result.env[str(text)] = str(name)
     header = "clearml-scaler configuration" + (f", imported from {source}" if source else "")
     if result.env:
         header += "\nSecrets are read from the environment: " + ", ".join(sorted(set(result.env.values())))
-    result.text = render_config(tree, header=header)
+    result.text = render_config(tree, header=header, catalog=catalog)
     return result

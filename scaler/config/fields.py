@@ -3,14 +3,16 @@
 One pass over a section both validates it (every problem at once, each with its dotted
 path, what was found and what would be valid, and the closest known key for a typo) and
 normalises it (defaults applied, durations in seconds, secrets wrapped in :class:`Secret`).
-Plugins describe their sections with the same :class:`Field` so their errors read like
-core's. Pure: no I/O.
+Plugins declare their sections (:class:`Section`) with the same :class:`Field` as core's own,
+so core checks them the same way and their errors read like core's. Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
 import difflib
+import enum
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,17 +59,64 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+class FieldKind(str, enum.Enum):
+    """What a :class:`Field` holds. A ``str`` enum: ``Field("region", "str")`` and
+    ``Field("region", FieldKind.STR)`` are the same declaration."""
+
+    STR = "str"  #: a one-line string
+    TEXT = "text"  #: a multi-line string (scripts, HOCON snippets)
+    SECRET = "secret"  #: a string that is never printed; normalised to :class:`Secret`
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    DURATION = "duration"  #: ``30s``/``15m``/``2h``/``1d`` or minutes; normalised to seconds (float)
+    CHOICE = "choice"  #: one of :attr:`Field.choices`
+    LIST = "list"  #: a list of strings (a single ``"a,b"`` string is split on commas)
+    DICT = "dict"  #: a free-form mapping (e.g. a request body merged as is)
+    SECTION = "section"  #: a nested mapping described by :attr:`Field.fields`
+    ANY = "any"  #: anything, unchecked
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A ``scaler init`` question that needs more than its text (``Field.ask = "…"`` is enough
+    for most fields).
+
+    ``default`` is the proposed answer when it is not the field's default; ``when`` decides
+    from the answers already given in the same section (normalised values by key) whether the
+    question applies (e.g. ask for keys only when ``use_iam_role`` is false); ``check`` refuses
+    an answer with a message (a check that only makes sense while writing a configuration, such
+    as "the file exists here"); ``key`` is a short name ``scaler init --resource key=…`` accepts
+    for a resource field besides its own name: providers share ``instance_type``, ``image``,
+    ``zone`` and ``disk``, so one ``--resource`` spelling works on every cloud.
+    """
+
+    question: str
+    default: Any = _MISSING
+    when: Callable[[Mapping[str, Any]], bool] | None = None
+    check: Callable[[Any], str | None] | None = None
+    key: str = ""
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not _MISSING
+
+
 @dataclass(frozen=True)
 class Field:
     """One key of a config section.
 
-    ``kind`` is one of ``str``, ``text`` (multi-line string), ``secret``, ``int``, ``float``,
-    ``bool``, ``duration``, ``choice``, ``list`` (of strings), ``dict`` (free-form mapping),
-    ``section`` (nested :attr:`fields`) or ``any``.
+    ``kind`` is a :class:`FieldKind` (or its string spelling: ``str``, ``text``, ``secret``,
+    ``int``, ``float``, ``bool``, ``duration``, ``choice``, ``list``, ``dict``, ``section`` with
+    nested :attr:`fields`, ``any``). Core validates and normalises a value from the other
+    attributes; ``env``, ``vault`` and ``ask`` say how the value reaches the configuration.
     """
 
     name: str
-    kind: str
+    kind: FieldKind | str
     doc: str = ""
     default: Any = _MISSING
     required: bool = False
@@ -80,16 +129,30 @@ class Field:
     fields: tuple[Field, ...] = ()
     check: Callable[[Any], str | None] | None = None  # extra check on the normalised value
     example: str = ""
-    #: a secret's environment variable: what ``init``/``export``/``import`` write as ``${?ENV}``
+    #: a secret's environment variable: what ``init``/``import`` write as ``${?ENV}`` (empty:
+    #: ``SCALER_`` and the path in capitals, e.g. ``SCALER_MYCLOUD_API_TOKEN``)
     env: str = ""
-    #: ClearML vault keys (``auto_scaler.v1.<provider> { aws_region = ... }``) that set this field
+    #: ClearML vault keys (``auto_scaler.v1.<provider> { <key> = … }``) that set this field;
+    #: top-level section fields only (a vault sets fleet-wide settings, not one resource's)
     vault: tuple[str, ...] = ()
-    #: the ``scaler init`` question for a field worth asking (empty: not asked, default taken)
-    ask: str = ""
+    #: the ``scaler init`` question for a field worth asking (empty: not asked, default taken);
+    #: an :class:`Ask` for a conditional question, a proposed answer or a ``--resource`` key
+    ask: str | Ask = ""
+
+    def __post_init__(self) -> None:
+        # a misspelt kind fails where it is declared, not when a configuration is checked
+        object.__setattr__(self, "kind", FieldKind(self.kind))
 
     @property
     def has_default(self) -> bool:
         return self.default is not _MISSING
+
+    @property
+    def question(self) -> Ask | None:
+        """The ``scaler init`` question as an :class:`Ask` (``None``: not asked)."""
+        if isinstance(self.ask, Ask):
+            return self.ask
+        return Ask(self.ask) if self.ask else None
 
 
 @dataclass(frozen=True)
@@ -98,13 +161,45 @@ class Section:
 
     ``fields`` describe the top-level ``<name> { ... }`` section, ``resource_fields`` each
     resource's ``resources[i].<name> { ... }``. Core validates, normalises, masks, documents,
-    maps vault keys onto and asks for both from this declaration alone.
+    maps vault keys onto and asks for both from this declaration alone. A provider names its
+    section after itself (the entry-point name): that section is required when the provider is
+    the one chosen with ``--provider`` (its resource subsection too, when a resource field is
+    required), and only checked where it is written otherwise. A section of a plugin that is
+    no provider applies to every run.
+
+    ``inline = True`` puts ``resource_fields`` on each resource itself (``resources[i].<key>``)
+    instead of in a subsection: that is how core declares the keys every resource has
+    (``name``, ``queue``, ``max_instances``, ...) in its section ``resources``.
     """
 
     name: str
     doc: str
     fields: tuple[Field, ...] = ()
     resource_fields: tuple[Field, ...] = ()
+    inline: bool = False
+
+    @property
+    def resource_required(self) -> bool:
+        """Whether a resource needs its ``<name> { … }`` subsection (a field of it is required)."""
+        return any(f.required for f in self.resource_fields)
+
+
+@dataclass(frozen=True)
+class ResourceSettings:
+    """One resource as ``scaler_validate_config`` sees it, for the section being checked.
+
+    ``settings`` is the resource's normalised ``<section> { … }`` (for an inline section: the
+    resource's own keys), ``common`` its normalised common keys (``name``, ``queue``, ``spot``,
+    ...), ``path`` the prefix of problems about ``settings`` (``resources[1].mycloud``) and
+    ``written`` the keys of ``settings`` written in the configuration (the others are defaults).
+    A key whose value is invalid is absent from both mappings: its problem is already reported.
+    """
+
+    index: int
+    path: str
+    settings: Mapping[str, Any]
+    common: Mapping[str, Any]
+    written: frozenset[str] = frozenset()
 
 
 Schema = Sequence[Field]
@@ -160,13 +255,15 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
         return _MISSING
 
     kind = spec.kind
-    if kind == "any":
+    if kind == FieldKind.ANY:
         return value
-    if kind in ("str", "text", "secret", "choice"):
+    if kind == FieldKind.SECRET and isinstance(value, Secret):
+        value = value.reveal()
+    if kind in (FieldKind.STR, FieldKind.TEXT, FieldKind.SECRET, FieldKind.CHOICE):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             return bad(f"must be a string, got {type_name(value)}")
         text = str(value)
-        if kind == "choice" and text not in spec.choices:
+        if kind == FieldKind.CHOICE and text not in spec.choices:
             return bad(
                 f"must be one of {', '.join(spec.choices)}, got {text!r}{suggest(text, spec.choices, list_all=False)}"
             )
@@ -174,14 +271,14 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
             return bad("must not be empty")
         if spec.pattern and text and not re.fullmatch(spec.pattern, text):
             return bad(f"must look like {spec.pattern_hint or spec.pattern}, got {text!r}")
-        return Secret(text) if kind == "secret" else text
-    if kind == "bool":
+        return Secret(text) if kind == FieldKind.SECRET else text
+    if kind == FieldKind.BOOL:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
             return value.lower() in ("true", "yes", "on")
         return bad(f"must be true or false, got {value!r}")
-    if kind in ("int", "float"):
+    if kind in (FieldKind.INT, FieldKind.FLOAT):
         number: float
         if isinstance(value, bool):
             return bad(f"must be a number, got {value!r}")
@@ -189,12 +286,12 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
             number = value
         elif isinstance(value, str):
             try:
-                number = int(value) if kind == "int" else float(value)
+                number = int(value) if kind == FieldKind.INT else float(value)
             except ValueError:
-                return bad(f"must be {'an integer' if kind == 'int' else 'a number'}, got {value!r}")
+                return bad(f"must be {'an integer' if kind == FieldKind.INT else 'a number'}, got {value!r}")
         else:
             return bad(f"must be a number, got {type_name(value)}")
-        if kind == "int":
+        if kind == FieldKind.INT:
             if isinstance(number, float) and not number.is_integer():
                 return bad(f"must be a whole number, got {value!r}")
             number = int(number)
@@ -205,7 +302,7 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
         if spec.max is not None and number > spec.max:
             return bad(f"must be ≤ {spec.max:g}, got {number:g}")
         return number
-    if kind == "duration":
+    if kind == FieldKind.DURATION:
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
@@ -213,7 +310,7 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
         if spec.min is not None and seconds < spec.min:
             return bad(f"must be at least {format_duration(spec.min)}, got {format_duration(seconds)}")
         return seconds
-    if kind == "list":
+    if kind == FieldKind.LIST:
         if isinstance(value, str):
             # a single string where a list is expected: accept "a,b" the way ClearML's app does
             value = [item.strip() for item in value.split(",") if item.strip()]
@@ -234,11 +331,11 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
         if spec.non_empty and not items:
             return bad("must not be empty")
         return items
-    if kind == "dict":
+    if kind == FieldKind.DICT:
         if not isinstance(value, Mapping):
             return bad(f"must be an object ({{ key = value }}), got {type_name(value)}")
         return dict(value)
-    if kind == "section":
+    if kind == FieldKind.SECTION:
         if not isinstance(value, Mapping):
             return bad(f"must be an object ({{ key = value }}), got {type_name(value)}")
         sub = check_section(value, spec.fields, path)
@@ -269,11 +366,15 @@ def check_section(
             if spec.required:
                 hint = f" (e.g. {spec.example})" if spec.example else ""
                 result.problems.append(Problem(where, f"is required{hint}"))
-            elif spec.kind == "section":
+            elif spec.kind == FieldKind.SECTION:
                 result.values[spec.name] = check_section({}, spec.fields, where).values
             elif spec.has_default:
                 default = spec.default
-                result.values[spec.name] = Secret(default) if spec.kind == "secret" else default
+                if spec.kind == FieldKind.SECRET and isinstance(default, str):
+                    default = Secret(default)
+                elif isinstance(default, (list, dict)):
+                    default = copy.deepcopy(default)  # each configuration gets its own
+                result.values[spec.name] = default
             continue
         before = len(result.problems)
         value = _normalise(spec, data[spec.name], where, result.problems)
@@ -292,60 +393,8 @@ def defaults(schema: Schema) -> dict[str, Any]:
     """The defaults of a schema as a plain nested mapping (for docs, export and the wizard)."""
     out: dict[str, Any] = {}
     for spec in schema:
-        if spec.kind == "section":
+        if spec.kind == FieldKind.SECTION:
             out[spec.name] = defaults(spec.fields)
         elif spec.has_default:
             out[spec.name] = spec.default
     return out
-
-
-def check_provider_sections(
-    config: Mapping[str, Any],
-    name: str,
-    provider: str | None,
-    top: Schema,
-    per_resource: Schema,
-    *,
-    resource_required: bool = True,
-) -> list[Problem]:
-    """The usual ``scaler_validate_config`` of a provider plugin called ``name``.
-
-    Checks the top-level ``name { ... }`` section and every ``resources[i].name { ... }``.
-    When ``provider == name`` both are required (a resource without its section cannot be
-    launched); otherwise they are checked only where present.
-    """
-    if not isinstance(config, Mapping):
-        return []
-    problems: list[Problem] = []
-    chosen = provider == name
-    section = config.get(name)
-    if section is not None or chosen:
-        if section is not None and not isinstance(section, Mapping):
-            problems.append(Problem(name, f"must be an object ({{ key = value }}), got {type_name(section)}"))
-        else:
-            problems += check_section(section, top, name).problems
-    resources = config.get("resources")
-    if not isinstance(resources, list):
-        return problems
-    for index, item in enumerate(resources):
-        if not isinstance(item, Mapping):
-            continue
-        where = f"resources[{index}].{name}"
-        sub = item.get(name)
-        if sub is None:
-            if chosen and resource_required:
-                required = [f.name for f in per_resource if f.required]
-                problems.append(
-                    Problem(
-                        where,
-                        f"is required for provider '{name}' (with {', '.join(required)})"
-                        if required
-                        else f"is required for provider '{name}'",
-                    )
-                )
-            continue
-        if not isinstance(sub, Mapping):
-            problems.append(Problem(where, f"must be an object ({{ key = value }}), got {type_name(sub)}"))
-            continue
-        problems += check_section(sub, per_resource, where).problems
-    return problems

@@ -1,8 +1,9 @@
-"""Reading HOCON files, merging the vault, validating through every plugin, building the
-typed :class:`~scaler.config.model.Config`."""
+"""Reading HOCON files, merging the vault, validating against every plugin's declared sections,
+building the typed :class:`~scaler.config.model.Config`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -11,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scaler.config.fields import check_section
+from scaler.config.catalog import Catalog
+from scaler.config.catalog import installed as installed_catalog
 from scaler.config.model import AgentCredentials, Config, GitSettings, Resource, ScalerSettings
-from scaler.config.sections import RESOURCE_FIELDS, SCALER_SECTION
+from scaler.config.validation import check_config
 from scaler.config.vault import VaultMerge, merge_vault
 from scaler.errors import ConfigError
 from scaler.types import Problem, Secret
@@ -150,10 +152,18 @@ def build_config(
     *,
     provider: str = "",
     vault: VaultMerge | None = None,
-    source: str = "",
+    catalog: Catalog | None = None,
 ) -> Config:
-    """The typed config from a raw config that validated without errors."""
-    scaler = check_section(raw.get("scaler"), SCALER_SECTION, "scaler").values
+    """The typed config from a raw config that validated without errors.
+
+    ``provider_settings`` and each ``Resource.provider`` are the provider's normalised sections
+    (defaults applied, durations in seconds, secrets as :class:`Secret`), as declared in
+    ``catalog`` (default: the installed plugins'); a provider that declares no section gets
+    them as written.
+    """
+    catalog = catalog if catalog is not None else installed_catalog()
+    checked = check_config(raw, catalog, provider or None)
+    scaler = dict(checked.sections.get("scaler", {}))
     git = scaler.pop("git")
     creds = scaler.pop("agent_credentials")
     settings = ScalerSettings(
@@ -161,13 +171,20 @@ def build_config(
         git=GitSettings(user=git["user"], password=_secret(git["password"])),
         agent_credentials=AgentCredentials(_secret(creds["access_key"]), _secret(creds["secret_key"])),
     )
+    declared = bool(provider) and catalog.section(provider) is not None
     resources = []
     for index, item in enumerate(raw.get("resources") or []):
-        values = check_section(item, RESOURCE_FIELDS, f"resources[{index}]", allow_unknown=list(item)).values
+        values = {k: v for k, v in (checked.common[index] or {}).items() if k in _RESOURCE_KEYS}
         values["extra_agent_args"] = tuple(values["extra_agent_args"])
-        section = item.get(provider) if provider else None
+        if declared:
+            section: Any = checked.subsections[index].get(provider, {})
+        else:
+            section = item.get(provider) if provider else None
         resources.append(Resource(**values, provider=dict(section) if isinstance(section, Mapping) else {}))
-    provider_settings = raw.get(provider) if provider else None
+    if declared:
+        provider_settings: Any = checked.sections.get(provider, {})
+    else:
+        provider_settings = raw.get(provider) if provider else None
     return Config(
         scaler=settings,
         resources=tuple(resources),
@@ -175,9 +192,12 @@ def build_config(
         provider_settings=dict(provider_settings) if isinstance(provider_settings, Mapping) else {},
         vault_scripts=tuple(vault.scripts) if vault else (),
         vault_clearml_conf=tuple(vault.clearml_conf) if vault else (),
-        source=source,
         raw=dict(raw),
     )
+
+
+#: the common keys of a resource that :class:`Resource` holds (a plugin may add inline keys of its own)
+_RESOURCE_KEYS = frozenset(f.name for f in dataclasses.fields(Resource)) - {"provider"}
 
 
 def load_config(
@@ -227,7 +247,7 @@ def load_config(
     if hidden:
         result.problems = [_redact(p, hidden) for p in result.problems]
     if not result.errors:
-        result.config = build_config(raw, provider=provider or "", vault=vault, source=str(path))
+        result.config = build_config(raw, provider=provider or "", vault=vault, catalog=host.catalog())
     return result
 
 
@@ -303,7 +323,7 @@ def _apply_vault(
         vault_tree,
         provider=provider,
         workers_prefix=prefix,
-        key_map=host.vault_keys(provider),
+        key_map=host.catalog().vault_keys(provider),
         ignore_errors=ignore,
     )
     problems.extend(merged.problems)

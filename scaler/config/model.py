@@ -48,8 +48,9 @@ class ScalerSettings:
 
 @dataclass(frozen=True)
 class Resource:
-    """One entry of ``resources``. ``provider`` is this resource's ``<provider>`` subsection
-    as a plain dict; the provider plugin normalises it with its own schema."""
+    """One entry of ``resources``. ``provider`` is this resource's ``<provider> { … }``
+    subsection, normalised by core from the provider's declaration (defaults applied,
+    durations in seconds, secrets as :class:`~scaler.types.Secret`)."""
 
     name: str
     queue: str
@@ -69,7 +70,9 @@ class Resource:
 class Config:
     """A validated configuration with the vault merged in.
 
-    ``provider_settings`` is the chosen provider's top-level section (plain dict);
+    ``provider_settings`` is the chosen provider's top-level section, normalised by core from
+    the provider's declaration (defaults applied, durations in seconds, secrets as
+    :class:`~scaler.types.Secret`);
     ``vault_scripts`` / ``vault_clearml_conf`` are the vault's accumulated
     ``extra_vm_bash_script`` / ``extra_clearml_conf`` texts, in merge order.
     """
@@ -80,7 +83,6 @@ class Config:
     provider_settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     vault_scripts: tuple[str, ...] = ()
     vault_clearml_conf: tuple[str, ...] = ()
-    source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def resource(self, name: str) -> Resource | None:

@@ -1,13 +1,16 @@
-"""Schemas of core's own config sections: ``scaler`` and the common keys of ``resources``."""
+"""Core's own configuration sections, declared like any plugin's (core's default plugin
+answers ``scaler_config_sections`` with :data:`CORE_SECTIONS`): ``scaler``, the settings of
+the whole fleet, and ``resources``, the keys every resource has (an inline section: its
+fields sit on each resource itself, next to the provider's ``<provider> { … }``)."""
 
 from __future__ import annotations
 
-from scaler.config.fields import Field
+from scaler.config.fields import Ask, Field, Section
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
 NAME_HINT = "letters, digits, '-', '_' or '.' (up to 63, starting with a letter or digit)"
 
-SCALER_SECTION = (
+SCALER_FIELDS = (
     Field(
         "name",
         "str",
@@ -15,6 +18,7 @@ SCALER_SECTION = (
         default="clearml-scaler",
         pattern=NAME_PATTERN,
         pattern_hint=NAME_HINT,
+        ask="Name of this scaler (tags every machine it launches)",
     ),
     Field(
         "workers_prefix",
@@ -23,14 +27,26 @@ SCALER_SECTION = (
         default="dynamic_worker",
         pattern=r"[^:\s]+",
         pattern_hint="text without ':' or spaces",
+        vault=("workers_prefix",),
+        ask="Worker id prefix",
     ),
-    Field("polling_interval", "duration", "Time between two ticks of the loop.", default=30.0, min=1),
+    Field(
+        "polling_interval",
+        "duration",
+        "Time between two ticks of the loop.",
+        default=30.0,
+        min=1,
+        vault=("polling_interval_time_min",),
+        ask=Ask("Check the queues every (e.g. 30s)", default="30s"),
+    ),
     Field(
         "max_idle_time",
         "duration",
         "An instance whose worker has been idle this long is terminated.",
         default=900.0,
         min=0,
+        vault=("max_idle_time_min",),
+        ask=Ask("Terminate a machine idle for (e.g. 15m)", default="15m"),
     ),
     Field(
         "stuck_timeout",
@@ -38,24 +54,41 @@ SCALER_SECTION = (
         "An instance with no registered worker this long after launch is terminated (console saved first).",
         default=1200.0,
         min=60,
+        vault=("max_spin_up_time_min",),
     ),
     Field(
         "default_docker_image",
         "str",
         "Docker image the agents run tasks in (unless the task sets one).",
         default="nvidia/cuda:12.4.1-runtime-ubuntu22.04",
+        vault=("default_docker_image",),
+        ask="Default docker image for tasks",
     ),
     Field(
         "git",
         "section",
         "Git credentials the agents use to clone task repositories.",
         fields=(
-            Field("user", "str", "Git user name.", default=""),
-            Field("password", "secret", "Git password or token (use `${?SCALER_GIT_TOKEN}`).", default=""),
+            Field("user", "str", "Git user name.", default="", vault=("git_user",), ask="Git user (empty: none)"),
+            Field(
+                "password",
+                "secret",
+                "Git password or token.",
+                default="",
+                env="SCALER_GIT_TOKEN",
+                vault=("git_pass",),
+                ask="Git token or password (hidden; empty: none)",
+            ),
         ),
     ),
     Field("init_script", "text", "Bash run on every machine before the agent starts.", default=""),
-    Field("extra_clearml_conf", "text", "HOCON appended to the agents' clearml.conf.", default=""),
+    Field(
+        "extra_clearml_conf",
+        "text",
+        "HOCON appended to the agents' clearml.conf.",
+        default="",
+        vault=("extra_trains_conf",),
+    ),
     Field("exclude_bashrc", "bool", "Do not source ~/.bashrc in the init script.", default=False),
     Field("apply_vault", "bool", "Merge the vault (`--vault FILE`) over this configuration.", default=True),
     Field(
@@ -83,8 +116,8 @@ SCALER_SECTION = (
         "section",
         "ClearML credentials the launched agents use (default: the scaler's own).",
         fields=(
-            Field("access_key", "secret", "ClearML access key for agents.", default=""),
-            Field("secret_key", "secret", "ClearML secret key for agents.", default=""),
+            Field("access_key", "secret", "ClearML access key for agents.", default="", env="SCALER_AGENT_ACCESS_KEY"),
+            Field("secret_key", "secret", "ClearML secret key for agents.", default="", env="SCALER_AGENT_SECRET_KEY"),
         ),
     ),
     Field(
@@ -110,6 +143,7 @@ RESOURCE_FIELDS = (
         pattern=NAME_PATTERN,
         pattern_hint=NAME_HINT,
         example='name = "gpu-a10"',
+        ask="Resource name (e.g. gpu-a10)",
     ),
     Field(
         "queue",
@@ -118,6 +152,7 @@ RESOURCE_FIELDS = (
         required=True,
         non_empty=True,
         example='queue = "gpu"',
+        ask="ClearML queue it serves",
     ),
     Field(
         "max_instances",
@@ -126,10 +161,15 @@ RESOURCE_FIELDS = (
         required=True,
         min=1,
         example="max_instances = 4",
+        ask=Ask("Most machines of this resource at once", default=2),
     ),
     Field("cpu_only", "bool", "Run the agent with `--cpu-only` (no GPUs).", default=False),
     Field(
-        "spot", "bool", "Launch spot/preemptible instances (falls back to on-demand on capacity errors).", default=False
+        "spot",
+        "bool",
+        "Launch spot/preemptible instances (falls back to on-demand on capacity errors).",
+        default=False,
+        ask="Spot instances?",
     ),
     Field(
         "regular_instance_rollback_timeout",
@@ -155,8 +195,21 @@ RESOURCE_FIELDS = (
     Field(
         "docker_image", "str", "Docker image for this resource (default: `scaler.default_docker_image`).", default=""
     ),
-    Field("init_script", "text", "Bash run on this resource's machines after `scaler.init_script`.", default=""),
+    Field(
+        "init_script",
+        "text",
+        "Bash run on this resource's machines after `scaler.init_script`.",
+        default="",
+        ask="Bash to run before the agent starts (one line, @FILE to read a file; empty: none)",
+    ),
     Field("extra_agent_args", "list", "Extra arguments for `clearml-agent daemon` on this resource.", default=[]),
 )
 
-TOP_LEVEL_KEYS = ("scaler", "resources")
+SCALER = Section("scaler", "Settings of the whole fleet.", fields=SCALER_FIELDS)
+RESOURCES = Section(
+    "resources",
+    "One entry per kind of machine, filled in this order for its queue.",
+    resource_fields=RESOURCE_FIELDS,
+    inline=True,
+)
+CORE_SECTIONS = (SCALER, RESOURCES)

@@ -2,7 +2,8 @@
 
 A vault is HOCON holding ``auto_scaler.v1.<provider> { settings..., extra_vm_bash_script,
 extra_clearml_conf, match { "<regex>" { ... } } }``. Settings use ClearML's key names; the
-plugins map them onto config paths (hook ``scaler_vault_keys``). Top-level settings merge
+plugins declare which fields they set (``Field.vault``; the key map comes from
+``Catalog.vault_keys``). Top-level settings merge
 over the config, then every ``match`` section whose regex matches the workers prefix
 (``re.search``: the user's anchors decide), in file order, later wins; dict values merge
 deeply. The two text fields accumulate instead, top level first. Pure: no I/O.

@@ -1,43 +1,54 @@
 """``scaler init``: ask what ClearML's autoscaler wizard asks, check each answer as it is
 given, and write a commented HOCON file that ``validate-config`` accepts.
 
-Every question has a command-line flag; a flag's answer is checked the same way as a typed
-one. Without a terminal (or with ``--no-interactive``) nothing is read from standard input:
-questions with a default take it, and the ones without are reported all at once, by flag.
-Secrets are written to the configuration as ``${?VAR}`` substitutions, never in clear; the
-values typed (or passed as flags) go to a separate environment file readable by its owner.
+The questions come from the declared sections (``Field.ask``), core's and the plugins' alike:
+core asks for the fleet (name, workers prefix), then every field with a question of the
+sections that apply to the chosen provider (its own section, and any section of a plugin that
+is no provider), then git credentials and the default image, then each resource (name and
+queue, the provider's resource questions, the remaining common questions), then timing. Each
+answer is checked against its field and against the declaring plugin's cross-field checks
+(``scaler_validate_config``, with every secret assumed set: secrets come at run time).
+
+Every setting can also be given on the command line: ``--set path=value`` (dotted config
+paths: ``--set mycloud.region=eu-2``, ``--set resources[0].mycloud.size=large``), and a
+resource as ``--resource key=value,…`` (its common keys, the provider's resource keys by
+name, or the short keys a provider declares: ``instance_type``, ``image``, ``zone``,
+``disk``). A given answer is checked the same way as a typed one. Without a terminal (or
+with ``--no-interactive``) nothing is read from standard input: questions with a default
+take it, and the ones without are reported all at once, by flag. Secrets are written to the
+configuration as ``${?VAR}`` substitutions, never in clear; a value typed at the hidden
+prompt goes to a separate environment file readable by its owner, and a secret given with
+``--set`` is refused (it would stay in the shell history): export its variable instead.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
+import json
 import os
+import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from scaler.config.catalog import DEFAULT_ENV, field_at
-from scaler.config.fields import Field, check_section, format_duration
+from scaler.config.catalog import Catalog, parse_path, path_str
+from scaler.config.catalog import Path as ConfigPath
+from scaler.config.fields import Ask, Field, FieldKind, check_section, format_duration, suggest
+from scaler.config.sections import RESOURCES, SCALER
 from scaler.config.writer import EnvRef, render_config
+from scaler.types import Problem
 
 NO_DEFAULT: Any = object()
+#: stands for a secret while an answer is checked: secrets come from the environment at run time
+_SECRET_PLACEHOLDER = "set-at-run-time"
 
-#: per-resource keys of ``--resource key=value,...`` and what they mean
-RESOURCE_KEYS = {
-    "name": "resource name",
-    "queue": "ClearML queue it serves",
-    "instance_type": "instance / machine type",
-    "spot": "spot instances (true/false)",
-    "zone": "availability zone (GCP: zones, space-separated)",
-    "image": "AMI id (AWS) or boot image (GCP)",
-    "disk": "boot disk size in GB",
-    "max_instances": "most machines at once",
-    "cpu_only": "run the agent with --cpu-only (true/false)",
-    "init_script": "bash run before the agent (@FILE reads a file)",
-}
+#: ``(configuration tree) -> problems``: validate-config on a partial configuration
+Checker = Callable[[dict[str, Any]], list[Problem]]
 
 
 class WizardError(Exception):
@@ -48,28 +59,27 @@ class WizardError(Exception):
         self.code = code
 
 
-def resource_hint(provider: str | None) -> str:
-    """The keys of ``--resource`` that have no default for ``provider``."""
-    return {
-        "aws": "name=…,instance_type=…,image=ami-…",
-        "gcp": "name=…,instance_type=…,zone=…,image=…",
-    }.get(provider or "", "name=…")
-
-
 def parse_resource_spec(spec: str) -> dict[str, str]:
-    """``name=gpu,queue=gpu,spot=true`` → dict; unknown keys are an error."""
+    """``name=gpu,queue=gpu,spot=true`` → dict (its keys are checked once the provider is known)."""
     out: dict[str, str] = {}
     for item in spec.split(","):
         if not item.strip():
             continue
         name, sep, value = item.partition("=")
         name = name.strip().replace("-", "_")
-        if not sep:
+        if not sep or not name:
             raise WizardError(f"--resource {spec!r}: {item.strip()!r} is not key=value")
-        if name not in RESOURCE_KEYS:
-            raise WizardError(f"--resource {spec!r}: unknown key {name!r}; keys: {', '.join(RESOURCE_KEYS)}")
         out[name] = value.strip()
     return out
+
+
+def parse_set(item: str) -> tuple[str, str]:
+    """``mycloud.region=eu-2`` → ``("mycloud.region", "eu-2")`` (the path in its canonical spelling)."""
+    name, sep, value = item.partition("=")
+    where = parse_path(name.strip())
+    if not sep or not where or not isinstance(where[0], str):
+        raise WizardError(f"--set {item!r}: expected path=value, e.g. --set scaler.name=my-fleet")
+    return path_str(where), value
 
 
 def _as_bool(text: str) -> bool | None:
@@ -82,11 +92,87 @@ def _as_bool(text: str) -> bool | None:
 
 
 def check_field(spec: Field, raw: Any, path: str) -> tuple[Any, str | None]:
-    """The normalised value of one answer, or the validation message of its schema field."""
+    """The normalised value of one answer, or the validation message of its declared field."""
+    if spec.kind == FieldKind.LIST and isinstance(raw, str):
+        raw = [item for item in re.split(r"[\s,]+", raw) if item]  # typed lists: spaces or commas
+    elif spec.kind in (FieldKind.DICT, FieldKind.ANY) and isinstance(raw, str) and raw.strip()[:1] in ("{", "["):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            return None, f"is not valid JSON: {exc}"
+    elif spec.kind == FieldKind.TEXT and isinstance(raw, str) and raw.startswith("@"):
+        try:
+            raw = Path(raw[1:]).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            return None, f"cannot read {raw[1:]}: {exc.strerror or exc}"
     checked = check_section({spec.name: raw}, (spec,), path.rsplit(".", 1)[0] if "." in path else "")
     if checked.problems:
         return None, checked.problems[0].message
     return checked.values.get(spec.name), None
+
+
+def _written(spec: Field, value: Any) -> Any:
+    """How a normalised answer is written to the file."""
+    if spec.kind == FieldKind.DURATION and isinstance(value, (int, float)):
+        return format_duration(value)
+    return value
+
+
+def _shown(spec: Field, value: Any) -> Any:
+    """A default as the prompt shows it."""
+    if spec.kind == FieldKind.DURATION and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_duration(value)
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value)
+    return value
+
+
+def _get(node: Any, step: str | int) -> Any:
+    if isinstance(node, list):
+        return node[step] if isinstance(step, int) and step < len(node) else None
+    return node.get(step) if isinstance(node, dict) else None
+
+
+def _put(node: Any, step: str | int, value: Any) -> None:
+    if isinstance(node, list):
+        assert isinstance(step, int)
+        while len(node) <= step:
+            node.append({})
+        node[step] = value
+    else:
+        node[step] = value
+
+
+def _set(tree: dict[str, Any], path: ConfigPath, value: Any) -> None:
+    """Set ``path`` in nested dicts and lists, making the missing levels."""
+    node: Any = tree
+    for step, nxt in itertools.pairwise(path):
+        child = _get(node, step)
+        if not isinstance(child, (dict, list)):
+            child = [] if isinstance(nxt, int) else {}
+            _put(node, step, child)
+        node = child
+    _put(node, path[-1], value)
+
+
+def _leaves(fields: Sequence[Field], prefix: ConfigPath) -> list[tuple[ConfigPath, Field]]:
+    out: list[tuple[ConfigPath, Field]] = []
+    for item in fields:
+        if item.kind == FieldKind.SECTION:
+            out += _leaves(item.fields, (*prefix, item.name))
+        else:
+            out.append(((*prefix, item.name), item))
+    return out
+
+
+@dataclass
+class Given:
+    """An answer given on the command line, and how (``label``, for messages). A secret is
+    refused unless ``secret_ok`` (``--git-token``, which predates ``--set``)."""
+
+    label: str
+    value: Any
+    secret_ok: bool = False
 
 
 @dataclass
@@ -98,182 +184,269 @@ class Answers:
 
 
 class Wizard:
+    """The questions of ``scaler init`` for one provider, from ``catalog``'s declarations.
+
+    ``given`` maps dotted config paths to answers given on the command line; ``resources``
+    are the ``--resource key=value,…`` specs; ``check`` validates a partial configuration
+    (through the plugins' cross-field checks).
+    """
+
     def __init__(
         self,
-        flags: Mapping[str, Any],
+        catalog: Catalog,
         *,
         interactive: bool,
         say: Callable[[str], None],
+        given: Mapping[str, Given] | None = None,
         resources: list[dict[str, str]] | None = None,
+        check: Checker | None = None,
     ) -> None:
-        self.flags = {k: v for k, v in flags.items() if v is not None}
+        self.catalog = catalog
         self.interactive = interactive
         self.say = say
-        self.resource_specs = resources or []
+        self.given: dict[str, Given] = {k: v for k, v in (given or {}).items() if v.value is not None}
+        self.resource_specs = list(resources or [])
+        self.check = check
+        self.provider = ""
         self.missing: list[str] = []
         self.errors: list[str] = []
         self.secrets: dict[str, str] = {}
-        self._region = ""
+        self.tree: dict[str, Any] = {}
 
-    # -- asking ----------------------------------------------------------------------------
+    # -- one answer ----------------------------------------------------------------------------
 
-    def ask(
+    def _default(self, spec: Field, default: Any) -> Any:
+        if default is not NO_DEFAULT:
+            return default
+        question = spec.question
+        if question is not None and question.has_default:
+            return question.default
+        return spec.default if spec.has_default and spec.default is not None else NO_DEFAULT
+
+    def _cross_check(self, where: str) -> str | None:
+        """The first error the plugins' cross-field checks find at ``where``, secrets assumed set."""
+        if self.check is None:
+            return None
+        tree = copy.deepcopy(self.tree)
+        for section in self.catalog.top_sections:
+            if not self.catalog.applies(section.name, self.provider):
+                continue
+            for path, spec in _leaves(section.fields, (section.name,)):
+                if spec.kind == FieldKind.SECRET:
+                    _set(tree, path, _SECRET_PLACEHOLDER)
+        tree = _without_env_refs(tree)
+        for problem in self.check(tree):
+            if problem.path == where and problem.severity == "error":
+                return problem.message
+        return None
+
+    def _accept(self, spec: Field, path: ConfigPath, raw: Any, extra: Callable[[Any], str | None] | None) -> Any:
+        """Check one answer: its field, the question's own check, the cross-field checks.
+        Returns the normalised value, or raises ``ValueError`` with the message."""
+        where = path_str(path)
+        value, error = check_field(spec, raw, where)
+        if error is None and extra is not None:
+            error = extra(value)
+        if error is None:
+            before = copy.deepcopy(self.tree)
+            _set(self.tree, path, _written(spec, value))
+            error = self._cross_check(where)
+            if error is not None:
+                self.tree = before
+        if error is not None:
+            raise ValueError(error)
+        return value
+
+    def answer(
         self,
-        flag: str,
-        question: str,
+        spec: Field,
+        path: ConfigPath,
         *,
-        spec: Field | None = None,
-        path: str = "",
+        label: str,
         default: Any = NO_DEFAULT,
-        given: Mapping[str, Any] | None = None,
-        key: str | None = None,
-        secret: bool = False,
-        convert: Callable[[str], tuple[Any, str | None]] | None = None,
+        ask: bool = True,
+        extra: Callable[[Any], str | None] | None = None,
     ) -> Any:
-        """One answer: from the flag (or ``given[key]``), else a prompt, else the default."""
-        source = given if given is not None else self.flags
-        name = key or flag
-        check = convert or (lambda raw: check_field(spec, raw, path) if spec else (raw, None))
-        if name in source and source[name] is not None:
-            raw = source[name]
-            if isinstance(raw, str) and not raw.strip() and default is NO_DEFAULT:
-                self.errors.append(f"{flag}: an answer is required")
+        """The value of one field: given on the command line, else asked (when ``ask`` and the
+        field has a question), else its default. Written to the tree unless empty."""
+        where = path_str(path)
+        question = spec.question
+        check = extra or (question.check if question is not None else None)
+        if spec.kind == FieldKind.SECRET:
+            return self._secret(path, question if ask else None)
+        given = self.given.pop(where, None)
+        default = self._default(spec, default)
+        if given is not None:
+            if isinstance(given.value, str) and not given.value.strip() and default is NO_DEFAULT:
+                self.errors.append(f"{given.label}: an answer is required")
                 return None
-            value, error = check(raw)
-            if error:
-                self.errors.append(f"{flag}: {error}")
-            return value
+            try:
+                return self._keep(spec, path, self._accept(spec, path, given.value, check))
+            except ValueError as exc:
+                self.errors.append(f"{given.label}: {exc}")
+                return None
+        if not ask or question is None:
+            return None  # not asked: the field's default applies
         if not self.interactive:
             if default is NO_DEFAULT:
-                self.missing.append(flag)
+                self.missing.append(label)
                 return None
-            value, error = check(default)
-            return default if error else value
-        while True:
-            shown = None if default is NO_DEFAULT else default
-            raw = typer.prompt(
-                question,
-                default=shown,
-                hide_input=secret,
-                show_default=bool(shown) and not secret,
-            )
-            value, error = check(raw)
-            if not error:
-                return value
-            self.say(f"  ✗ {error}")
-
-    def confirm(
-        self, flag: str, question: str, default: bool, *, given: Mapping[str, Any] | None = None, key: str | None = None
-    ) -> bool:
-        source = given if given is not None else self.flags
-        name = key or flag
-        if name in source and source[name] is not None:
-            value = source[name]
-            if isinstance(value, bool):
-                return value
-            parsed = _as_bool(str(value))
-            if parsed is None:
-                self.errors.append(f"{flag}: must be true or false, got {value!r}")
-                return default
-            return parsed
-        if not self.interactive:
-            return default
-        return bool(typer.confirm(question, default=default))
-
-    def text_or_file(self, raw: str) -> tuple[Any, str | None]:
-        if raw.startswith("@"):
             try:
-                return Path(raw[1:]).expanduser().read_text(encoding="utf-8"), None
-            except OSError as exc:
-                return None, f"cannot read {raw[1:]}: {exc.strerror or exc}"
-        return raw, None
+                return self._keep(spec, path, self._accept(spec, path, _shown(spec, default), check))
+            except ValueError:
+                return None
+        while True:
+            try:
+                raw = self._prompt(spec, question, default)
+                return self._keep(spec, path, self._accept(spec, path, raw, check))
+            except ValueError as exc:
+                self.say(f"  ✗ {exc}")
 
-    def secret(self, flag: str, question: str, env: str) -> EnvRef:
-        """A secret: asked masked, written as ``${?ENV}``, its value kept for the env file."""
-        if env in os.environ and flag not in self.flags:
-            self.say(f"  {question}: taken from ${env} when the scaler runs")
-            return EnvRef(env)
-        value = self.ask(flag, question, default="", secret=True)
-        if value:
-            self.secrets[env] = str(value)
+    def _prompt(self, spec: Field, question: Ask, default: Any) -> Any:
+        if spec.kind == FieldKind.BOOL:
+            return bool(typer.confirm(question.question, default=bool(default) if default is not NO_DEFAULT else False))
+        shown = None if default is NO_DEFAULT else str(_shown(spec, default))
+        return typer.prompt(question.question, default=shown, type=str, show_default=shown not in (None, ""))
+
+    def _keep(self, spec: Field, path: ConfigPath, value: Any) -> Any:
+        """Leave an empty optional answer out of the file (its default is the same)."""
+        if not spec.required and value in ("", [], {}):
+            _drop(self.tree, path)
+        return value
+
+    def _secret(self, path: ConfigPath, question: Ask | None) -> Any:
+        """A secret: never from the command line (``--git-token`` excepted), asked hidden, written
+        as ``${?ENV}``; a typed value is kept for the env file. ``question`` is ``None`` when the
+        secret is not asked (then it is written only when given)."""
+        where = path_str(path)
+        env = self.catalog.env_for(path)
+        given = self.given.pop(where, None)
+        if given is not None and not given.secret_ok:
+            self.errors.append(
+                f"{given.label}: {where} is a secret, and a secret on the command line stays in the shell "
+                f"history: export {env}=… instead (the configuration reads it as ${{?{env}}})"
+            )
+            return None
+        if given is not None:
+            if given.value:
+                self.secrets[env] = str(given.value)
+        elif question is None:
+            return None
+        elif env in os.environ:
+            self.say(f"  {question.question}: taken from ${env} when the scaler runs")
+        elif self.interactive:
+            value = typer.prompt(question.question, default="", hide_input=True, show_default=False)
+            if value:
+                self.secrets[env] = str(value)
+        _set(self.tree, path, EnvRef(env))
         return EnvRef(env)
 
-    # -- the questions ----------------------------------------------------------------------
+    # -- groups of questions -------------------------------------------------------------------
+
+    def fields(
+        self,
+        fields: Sequence[Field],
+        prefix: ConfigPath,
+        *,
+        label: Callable[[ConfigPath, Field], str],
+    ) -> dict[str, Any]:
+        """Every field of a section (recursively): given, asked when it has a question whose
+        ``when`` holds for the answers so far, or left to its default."""
+        answers: dict[str, Any] = {}
+        for item in fields:
+            path = (*prefix, item.name)
+            if item.kind == FieldKind.SECTION:
+                answers[item.name] = self.fields(item.fields, path, label=label)
+                continue
+            question = item.question
+            ask = question is None or question.when is None or question.when(answers)
+            value = self.answer(item, path, label=label(path, item), ask=ask)
+            if value is not None:
+                answers[item.name] = value
+        return answers
 
     def run(self, provider: str, providers: list[str]) -> Answers:
-        from scaler.config.sections import RESOURCE_FIELDS, SCALER_SECTION
-
         if provider not in providers:
             raise WizardError(f"unknown provider {provider!r}; installed providers: {', '.join(providers)}")
-        scaler_fields = {f.name: f for f in SCALER_SECTION}
+        self.provider = provider
+        self._check_given()
+        fleet = {f.name: f for f in SCALER.fields}
         self.say(f"Fleet ({provider})")
-        name = self.ask(
-            "--name",
-            "Name of this scaler (tags every machine it launches)",
-            spec=scaler_fields["name"],
-            path="scaler.name",
-            default=f"{provider}-autoscaler",
+        self.answer(
+            fleet["name"], ("scaler", "name"), label=self._label(("scaler", "name")), default=f"{provider}-autoscaler"
         )
-        prefix = self.ask(
-            "--workers-prefix",
-            "Worker id prefix",
-            spec=scaler_fields["workers_prefix"],
-            path="scaler.workers_prefix",
+        self.answer(
+            fleet["workers_prefix"],
+            ("scaler", "workers_prefix"),
+            label=self._label(("scaler", "workers_prefix")),
             default=f"dynamic_{provider}",
         )
-        cloud = self._cloud(provider)
+        for section in self.catalog.top_sections:
+            if section.name == SCALER.name or not self.catalog.applies(section.name, provider):
+                continue
+            if any(f.question for _, f in _leaves(section.fields, ())):
+                self.say(section.doc or section.name)
+            self.fields(section.fields, (section.name,), label=lambda path, _f: self._label(path))
 
         self.say("Git credentials the agents clone repositories with")
-        git_user = self.ask(
-            "--git-user",
-            "Git user (empty: none)",
-            spec=field_at(("scaler", "git", "user")),
-            path="scaler.git.user",
-            default="",
-        )
-        git_password = self.secret(
-            "--git-token", "Git token or password (hidden; empty: none)", DEFAULT_ENV["scaler.git.password"]
-        )
-        docker = self.ask(
-            "--docker-image",
-            "Default docker image for tasks",
-            spec=scaler_fields["default_docker_image"],
-            path="scaler.default_docker_image",
-            default=scaler_fields["default_docker_image"].default,
-        )
+        git = {f.name: f for f in fleet["git"].fields}
+        self.answer(git["user"], ("scaler", "git", "user"), label=self._label(("scaler", "git", "user")))
+        self.answer(git["password"], ("scaler", "git", "password"), label="--git-token")
+        image = ("scaler", "default_docker_image")
+        self.answer(fleet["default_docker_image"], image, label=self._label(image))
 
-        resources = self._resources(provider, {f.name: f for f in RESOURCE_FIELDS})
+        self._resources(provider)
 
         self.say("Timing")
-        idle = self.ask(
-            "--max-idle-time",
-            "Terminate a machine idle for (e.g. 15m)",
-            spec=scaler_fields["max_idle_time"],
-            path="scaler.max_idle_time",
-            default="15m",
-        )
-        polling = self.ask(
-            "--polling-interval",
-            "Check the queues every (e.g. 30s)",
-            spec=scaler_fields["polling_interval"],
-            path="scaler.polling_interval",
-            default="30s",
-        )
+        for name in ("max_idle_time", "polling_interval"):
+            self.answer(fleet[name], ("scaler", name), label=self._label(("scaler", name)))
+        self._rest()
         self._raise_if_incomplete()
-
-        scaler: dict[str, Any] = {
-            "name": name,
-            "workers_prefix": prefix,
-            "polling_interval": format_duration(polling),
-            "max_idle_time": format_duration(idle),
-            "default_docker_image": docker,
-            "git": {"user": git_user, "password": git_password},
-        }
-        tree: dict[str, Any] = {"scaler": scaler}
-        if cloud:
-            tree[provider] = cloud
-        tree["resources"] = resources
+        tree = {"scaler": self.tree.pop("scaler", {})}
+        tree.update(self.tree)  # the plugins' sections, then resources, in the order asked
+        if "resources" in tree:
+            tree["resources"] = tree.pop("resources")
         return Answers(tree, dict(self.secrets))
+
+    def _label(self, path: ConfigPath) -> str:
+        where = path_str(path)
+        given = self.given.get(where)
+        return given.label if given is not None else f"--set {where}=…"
+
+    def _check_given(self) -> None:
+        """Every ``--set`` path names a declared setting."""
+        for where, given in list(self.given.items()):
+            path = parse_path(where)
+            if self.catalog.field_at(path) is None and not (len(path) > 1 and path[0] == "resources"):
+                self.errors.append(f"{given.label}: {self._unknown(path)}")
+                del self.given[where]
+
+    def _unknown(self, path: ConfigPath) -> str:
+        """``no such setting; did you mean 'region'?``"""
+        parent = path[:-1]
+        section = self.catalog.section(str(parent[-1])) if parent else None
+        if not parent:
+            siblings = self.catalog.top_level_keys()
+        elif parent[0] == "resources" and len(parent) == 2:
+            siblings = self.catalog.resource_keys()
+        elif parent[0] == "resources" and len(parent) == 3 and section is not None:
+            siblings = [f.name for f in section.resource_fields]
+        elif len(parent) == 1 and section is not None:
+            siblings = [f.name for f in section.fields]
+        else:
+            found = self.catalog.field_at(parent)
+            siblings = [f.name for f in found.fields] if found is not None else []
+        return f"no such setting{suggest(str(path[-1]), siblings)}"
+
+    def _rest(self) -> None:
+        """``--set`` answers no question took (settings without a question)."""
+        for where in list(self.given):
+            path = parse_path(where)
+            spec = self.catalog.field_at(path)
+            if spec is None:
+                self.errors.append(f"{self.given.pop(where).label}: {self._unknown(path)}")
+                continue
+            self.answer(spec, path, label=self.given[where].label, ask=False)
 
     def _raise_if_incomplete(self) -> None:
         if self.errors:
@@ -285,251 +458,147 @@ class Wizard:
                 f"pass {', '.join(flags)}"
             )
 
-    def _cloud(self, provider: str) -> dict[str, Any]:
-        if provider == "aws":
-            return self._aws()
-        if provider == "gcp":
-            return self._gcp()
-        return {}
+    # -- resources -----------------------------------------------------------------------------
 
-    def _aws(self) -> dict[str, Any]:
-        self.say("AWS")
-        out: dict[str, Any] = {}
-        out["region"] = self.ask(
-            "--region", "AWS region", spec=field_at(("aws", "region")), path="aws.region", default="us-east-1"
-        )
-        self._region = out["region"] or ""
-        use_role = self.confirm(
-            "--use-iam-role",
-            "Use the default AWS credential chain (IAM role, profile, environment)?",
-            default=True,
-        )
-        out["use_iam_role"] = use_role
-        if not use_role:
-            out["access_key_id"] = self.secret(
-                "--aws-access-key-id", "AWS access key id (hidden)", DEFAULT_ENV["aws.access_key_id"]
-            )
-            out["secret_access_key"] = self.secret(
-                "--aws-secret-access-key", "AWS secret access key (hidden)", DEFAULT_ENV["aws.secret_access_key"]
-            )
-        profile = self.ask(
-            "--iam-instance-profile",
-            "Instance profile the machines run with (name or ARN; empty: none)",
-            spec=field_at(("aws", "iam_instance_profile")),
-            path="aws.iam_instance_profile",
-            default="",
-        )
-        if profile:
-            out["iam_instance_profile"] = profile
-        return out
+    def resource_hint(self, provider: str) -> str:
+        """``--resource`` with the keys that have no default for ``provider``."""
+        keys = ["name"]
+        section = self.catalog.section(provider)
+        if section is not None:
+            for path, spec in _leaves(section.resource_fields, ()):
+                if spec.required:
+                    question = spec.question
+                    keys.append(question.key if question is not None and question.key else path_str(path))
+        return ",".join(f"{key}=…" for key in keys)
 
-    def _gcp(self) -> dict[str, Any]:
-        self.say("GCP")
-        out: dict[str, Any] = {}
-        project = self.ask(
-            "--project",
-            "GCP project id (empty: the credentials' project)",
-            spec=field_at(("gcp", "project")),
-            path="gcp.project",
-            default="",
-        )
-        if project:
-            out["project"] = project
+    def _resource_key(self, key: str, provider: str) -> ConfigPath | None:
+        """The path inside a resource that ``--resource key=…`` sets: a common key, the
+        provider's key (qualified or not: ``mycloud.size``, ``disk.size_gb``) or a short key
+        the provider declares (``Ask.key``). A common key wins over a provider key of the same name."""
+        where = parse_path(key)
+        if not where or not all(isinstance(step, str) for step in where):
+            return None
+        known = self.catalog.field_at(("resources", 0, *where)) is not None
+        if any(f.name == where[0] for f in self.catalog.inline_fields) or where[0] == provider:
+            return where if known else None
+        section = self.catalog.section(provider)
+        for path, spec in _leaves(section.resource_fields if section is not None else (), ()):
+            question = spec.question
+            if path == where or (len(where) == 1 and question is not None and question.key == where[0]):
+                return (provider, *path)
+        return None
 
-        def existing_file(raw: str) -> tuple[Any, str | None]:
-            if raw and not Path(raw).expanduser().is_file():
-                return None, f"no such file: {raw}"
-            return raw, None
+    def _resource_keys(self, provider: str) -> list[str]:
+        keys = [f.name for f in self.catalog.inline_fields]
+        section = self.catalog.section(provider)
+        for path, spec in _leaves(section.resource_fields if section is not None else (), ()):
+            question = spec.question
+            keys.append(question.key if question is not None and question.key else path_str(path))
+        return list(dict.fromkeys(keys))
 
-        credentials = self.ask(
-            "--credentials-file",
-            "Service account key file (empty: Application Default Credentials)",
-            default="",
-            convert=existing_file,
-        )
-        if credentials:
-            out["credentials_file"] = credentials
-        return out
+    def _resource_specs(self, provider: str) -> list[dict[str, Given]]:
+        """``--resource`` and ``--set resources[i]…`` answers, by resource."""
+        specs: list[dict[str, Given]] = []
+        for index, spec in enumerate(self.resource_specs):
+            answers: dict[str, Given] = {}
+            for key, value in spec.items():
+                label = f"--resource {key}=… (resource {index + 1})"
+                inner = self._resource_key(key, provider)
+                if inner is None:
+                    keys = ", ".join(self._resource_keys(provider))
+                    self.errors.append(f"--resource {key}=…: unknown key {key!r}; keys: {keys}")
+                    continue
+                answers[path_str(("resources", index, *inner))] = Given(label, value)
+            specs.append(answers)
+        for where in list(self.given):
+            path = parse_path(where)
+            if len(path) > 2 and path[0] == "resources" and isinstance(path[1], int):
+                if self.catalog.field_at(path) is None:
+                    self.errors.append(f"{self.given.pop(where).label}: {self._unknown(path)}")
+                    continue
+                while len(specs) <= path[1]:
+                    specs.append({})
+                specs[path[1]][where] = self.given.pop(where)
+        return specs
 
-    def _resources(self, provider: str, fields: dict[str, Field]) -> list[dict[str, Any]]:
-        resources: list[dict[str, Any]] = []
-        specs = list(self.resource_specs)
+    def _resources(self, provider: str) -> None:
+        specs = self._resource_specs(provider)
         if not specs and not self.interactive:
-            self.missing.append("--resource " + resource_hint(provider))
-            return resources
+            self.missing.append("--resource " + self.resource_hint(provider))
+            return
+        self.tree["resources"] = []
+        taken: list[Any] = []
         index = 0
         while True:
-            given = specs[index] if index < len(specs) else {}
-            resources.append(self._resource(provider, fields, index, given, [r.get("name") for r in resources]))
+            self.given.update(specs[index] if index < len(specs) else {})
+            taken.append(self._resource(provider, index, taken))
             index += 1
             if index < len(specs):
                 continue
             if specs or not self.interactive or not typer.confirm("Add another resource?", default=False):
                 break
-        return resources
 
-    def _resource(
-        self, provider: str, fields: dict[str, Field], index: int, given: dict[str, str], taken: list[Any]
-    ) -> dict[str, Any]:
-        where = f"resources[{index}]"
+    def _resource(self, provider: str, index: int, taken: list[Any]) -> Any:
+        prefix: ConfigPath = ("resources", index)
         self.say(f"Resource {index + 1}")
+        _set(self.tree, prefix, {})
+        common = {f.name: f for f in RESOURCES.resource_fields}
 
-        def flag(key: str) -> str:
+        def label(path: ConfigPath, spec: Field) -> str:
+            where = path_str(path)
+            if where in self.given:
+                return self.given[where].label
+            question = spec.question
+            key = question.key if question is not None and question.key else path_str(path[3:] or path[2:])
             return f"--resource {key}=… (resource {index + 1})"
 
-        def unique_name(raw: str) -> tuple[Any, str | None]:
-            value, error = check_field(fields["name"], raw, f"{where}.name")
-            if not error and value in taken:
-                return None, f"a resource named {value!r} already exists"
-            return value, error
+        def unique(value: Any) -> str | None:
+            return f"a resource named {value!r} already exists" if value in taken else None
 
-        name = self.ask(flag("name"), "Resource name (e.g. gpu-a10)", given=given, key="name", convert=unique_name)
-        queue = self.ask(
-            flag("queue"),
-            "ClearML queue it serves",
-            spec=fields["queue"],
-            path=f"{where}.queue",
-            default=name or NO_DEFAULT,
-            given=given,
-            key="queue",
+        name = self.answer(
+            common["name"], (*prefix, "name"), label=label((*prefix, "name"), common["name"]), extra=unique
         )
-        out: dict[str, Any] = {"name": name, "queue": queue}
-        section: dict[str, Any] = {}
-        if provider == "aws":
-            section["instance_type"] = self.ask(
-                flag("instance_type"),
-                "EC2 instance type (e.g. g5.xlarge)",
-                spec=field_at((*_res(), "aws", "instance_type")),
-                path=f"{where}.aws.instance_type",
-                given=given,
-                key="instance_type",
-            )
-        elif provider == "gcp":
-            section["machine_type"] = self.ask(
-                flag("instance_type"),
-                "Machine type (e.g. g2-standard-8)",
-                spec=field_at((*_res(), "gcp", "machine_type")),
-                path=f"{where}.gcp.machine_type",
-                given=given,
-                key="instance_type",
-            )
-        elif provider == "simulated":
-            section["instance_type"] = self.ask(
-                flag("instance_type"), "Instance type label", default="sim.medium", given=given, key="instance_type"
-            )
-        out["spot"] = self.confirm(flag("spot"), "Spot instances?", default=False, given=given, key="spot")
-        if provider == "aws":
-            zone = self.ask(
-                flag("zone"),
-                "Availability zone (empty: any)",
-                default="",
-                given=given,
-                key="zone",
-                convert=self._aws_zone(f"{where}.aws.availability_zone"),
-            )
-            if zone:
-                section["availability_zone"] = zone
-            section["ami_id"] = self.ask(
-                flag("image"),
-                "AMI id (with docker and python3)",
-                spec=field_at((*_res(), "aws", "ami_id")),
-                path=f"{where}.aws.ami_id",
-                given=given,
-                key="image",
-            )
-            disk = self.ask(
-                flag("disk"),
-                "Root volume size (GiB)",
-                spec=field_at((*_res(), "aws", "ebs", "size_gb")),
-                path=f"{where}.aws.ebs.size_gb",
-                default="100",
-                given=given,
-                key="disk",
-            )
-            section["ebs"] = {"size_gb": disk}
-        elif provider == "gcp":
-            section["zones"] = self.ask(
-                flag("zone"),
-                "Zones, tried in order (space-separated, e.g. us-central1-a us-central1-b)",
-                given=given,
-                key="zone",
-                convert=self._gcp_zones(f"{where}.gcp.zones"),
-            )
-            section["image"] = self.ask(
-                flag("image"),
-                "Boot image or family (e.g. projects/debian-cloud/global/images/family/debian-12)",
-                spec=field_at((*_res(), "gcp", "image")),
-                path=f"{where}.gcp.image",
-                given=given,
-                key="image",
-            )
-            section["disk_size_gb"] = self.ask(
-                flag("disk"),
-                "Boot disk size (GB)",
-                spec=field_at((*_res(), "gcp", "disk_size_gb")),
-                path=f"{where}.gcp.disk_size_gb",
-                default="100",
-                given=given,
-                key="disk",
-            )
-        out["max_instances"] = self.ask(
-            flag("max_instances"),
-            "Most machines of this resource at once",
-            spec=fields["max_instances"],
-            path=f"{where}.max_instances",
-            default="2",
-            given=given,
-            key="max_instances",
-        )
-        if "cpu_only" in given:
-            out["cpu_only"] = self.confirm(flag("cpu_only"), "CPU only?", default=False, given=given, key="cpu_only")
-        script = self.ask(
-            flag("init_script"),
-            "Bash to run before the agent starts (one line, @FILE to read a file; empty: none)",
-            default="",
-            given=given,
-            key="init_script",
-            convert=self.text_or_file,
-        )
-        if script:
-            out["init_script"] = script
-        out[provider] = section
-        return out
-
-    def _aws_zone(self, path: str) -> Callable[[str], tuple[Any, str | None]]:
-        spec = field_at((*_res(), "aws", "availability_zone"))
-
-        def check(raw: str) -> tuple[Any, str | None]:
-            if not raw:
-                return "", None
-            assert spec is not None
-            value, error = check_field(spec, raw, path)
-            region = getattr(self, "_region", "")
-            if not error and region and not str(value).startswith(region):
-                return None, f"zone {value} is not in region {region}"
-            return value, error
-
-        return check
-
-    @staticmethod
-    def _gcp_zones(path: str) -> Callable[[Any], tuple[Any, str | None]]:
-        spec = field_at((*_res(), "gcp", "zones"))
-
-        def check(raw: Any) -> tuple[Any, str | None]:
-            items = raw if isinstance(raw, list) else str(raw).replace(",", " ").split()
-            if not items:
-                return None, "at least one zone is required"
-            assert spec is not None
-            return check_field(spec, items, path)
-
-        return check
+        queue_path = (*prefix, "queue")
+        self.answer(common["queue"], queue_path, label=label(queue_path, common["queue"]), default=name or NO_DEFAULT)
+        section = self.catalog.section(provider)
+        if section is not None:
+            _set(self.tree, (*prefix, provider), {})
+            self.fields(section.resource_fields, (*prefix, provider), label=label)
+        others = [f for f in self.catalog.inline_fields if f.name not in ("name", "queue")]
+        self.fields(others, prefix, label=label)
+        for where in [w for w in self.given if w.startswith(f"resources[{index}]")]:
+            path = parse_path(where)
+            spec = self.catalog.field_at(path)
+            if spec is not None:
+                self.answer(spec, path, label=self.given[where].label, ask=False)
+        if section is not None:  # the provider's section last, as a hand-written resource reads
+            node = self.tree["resources"][index]
+            node[provider] = node.pop(provider)
+        return name
 
 
-def _res() -> tuple[str, int]:
-    return ("resources", 0)
+def _drop(tree: Any, path: ConfigPath) -> None:
+    node = tree
+    for step in path[:-1]:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
 
 
-def render(answers: Answers, provider: str, file: str = "FILE") -> str:
+def _without_env_refs(value: Any) -> Any:
+    if isinstance(value, EnvRef):
+        return _SECRET_PLACEHOLDER
+    if isinstance(value, dict):
+        return {k: _without_env_refs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_env_refs(v) for v in value]
+    return value
+
+
+def render(answers: Answers, provider: str, file: str = "FILE", catalog: Catalog | None = None) -> str:
     header = (
         f"clearml-scaler configuration for provider '{provider}', written by `scaler init`.\n"
         f"Check it: scaler validate-config {file} --provider {provider}\n"
@@ -538,7 +607,7 @@ def render(answers: Answers, provider: str, file: str = "FILE") -> str:
     env = sorted({ref.name for ref in _env_refs(answers.tree)})
     if env:
         header += "\nSecrets are read from the environment: " + ", ".join(env)
-    return render_config(answers.tree, header=header)
+    return render_config(answers.tree, header=header, catalog=catalog)
 
 
 def _env_refs(value: Any) -> list[EnvRef]:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scaler.config.fields import Field, check_provider_sections, check_section
+from scaler.config.fields import Ask, Field, Section
 from scaler.errors import CapacityError, ProviderError
 from scaler.hookspecs import hookimpl
 from scaler.types import Instance, InstanceState, Problem, RenderContext, ScriptPart
@@ -42,7 +42,18 @@ SECTION = (
     ),
     Field("spot_available", "bool", "Whether spot capacity exists (false: every spot launch fails).", default=True),
 )
-RESOURCE_SECTION = (Field("instance_type", "str", "Label only: shown in status and the demo.", default="sim.medium"),)
+RESOURCE_SECTION = (
+    Field(
+        "instance_type",
+        "str",
+        "Label only: shown in status and the demo.",
+        default="sim.medium",
+        ask=Ask("Instance type label", key="instance_type"),
+    ),
+)
+DECLARED = Section(
+    NAME, "The built-in simulated cloud (no account needed).", fields=SECTION, resource_fields=RESOURCE_SECTION
+)
 
 
 @dataclass
@@ -218,7 +229,7 @@ def use_cloud(cloud: SimulatedCloud | None) -> None:
 
 @contextlib.contextmanager
 def _cloud_for(config: Config) -> Iterator[SimulatedCloud]:
-    settings = check_section(config.provider_settings if config.provider_name == NAME else {}, SECTION, NAME).values
+    settings = config.provider_settings  # normalised by core from SECTION
     state_file = settings["state_file"]
     if _active is not None and not state_file:
         yield _active
@@ -245,7 +256,7 @@ def _cloud_for(config: Config) -> Iterator[SimulatedCloud]:
 
 
 def _instance_type(resource: Resource) -> str:
-    return str(resource.provider.get("instance_type", "sim.medium"))
+    return str(resource.provider["instance_type"])
 
 
 @hookimpl
@@ -286,8 +297,8 @@ def scaler_check_cloud(config: Config) -> list[Problem]:
 
 
 @hookimpl
-def scaler_validate_config(config: dict[str, Any], provider: str | None, providers: list[str]) -> list[Problem]:
-    return check_provider_sections(config, NAME, provider, SECTION, RESOURCE_SECTION, resource_required=False)
+def scaler_config_sections() -> list[Section]:
+    return [DECLARED]
 
 
 @hookimpl

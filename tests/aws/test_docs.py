@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from scaler.host import PluginHost, Provider
-from scaler_aws.schema import AWS_RESOURCE_SECTION, AWS_SECTION, EBS_SECTION, VAULT_KEYS
+from scaler_aws.schema import EBS_SECTION, SECTION
 from tests.fakes.ec2 import EC2Proxy, MotoServer
 from tests.support import REPO
 from tests.support.aws import (
@@ -125,10 +125,12 @@ def test_every_ec2_method_the_plugin_calls_is_in_the_policy() -> None:
 
 def test_the_doc_tables_list_every_config_key_and_vault_key() -> None:
     text = DOC.read_text()
-    for spec in AWS_SECTION + AWS_RESOURCE_SECTION:
+    for spec in SECTION.fields + SECTION.resource_fields:
         if spec.name != "ebs":
             assert f"| `{spec.name}` |" in text, spec.name
     for spec in EBS_SECTION:
         assert f"| `ebs.{spec.name}` |" in text, spec.name
-    for key in VAULT_KEYS:
+    vault_keys = [key for spec in SECTION.fields for key in spec.vault]
+    assert len(vault_keys) == 14  # every key ClearML's AWS autoscaler app writes
+    for key in vault_keys:
         assert f"`{key}`" in text, key

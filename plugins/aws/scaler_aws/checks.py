@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from scaler.config.fields import check_section
-from scaler.errors import AuthError, ProviderError
-from scaler.types import Problem, Secret
+from scaler.api import AuthError, Problem, ProviderError, ResourceSettings, Secret
 from scaler_aws.client import credential_source, ec2_client, error_code, map_error
 from scaler_aws.launch import MANAGED_KEYS, build_request, instance_profile, subnets_of
-from scaler_aws.provider import aws_settings, resource_settings
-from scaler_aws.schema import AWS_RESOURCE_SECTION, AWS_SECTION
 
 if TYPE_CHECKING:
-    from scaler.config.model import Config
+    from scaler.api import Config
 
 IOPS_TYPES = ("gp3", "io1", "io2")
 
@@ -27,41 +23,31 @@ def _text(value: Any) -> str:
 # -- offline ---------------------------------------------------------------------------------------
 
 
-def validate(config: Mapping[str, Any], provider: str | None) -> list[Problem]:
-    """What the schema alone cannot say: combinations of keys, custom_launch_spec's shape."""
-    if not isinstance(config, Mapping):
-        return []
+def validate(settings: Mapping[str, Any], resources: Sequence[ResourceSettings], applies: bool) -> list[Problem]:
+    """What the declaration alone cannot say: combinations of keys, custom_launch_spec's shape.
+
+    ``settings`` and each resource's settings are the normalised ``aws`` sections
+    (``scaler_validate_config``); ``applies`` is true when aws is the chosen provider.
+    """
     problems: list[Problem] = []
-    chosen = provider == "aws"
-    section = config.get("aws")
-    settings: dict[str, Any] = {}
-    if isinstance(section, Mapping):
-        plain = {k: _text(v) if isinstance(v, Secret) else v for k, v in section.items()}
-        settings = check_section(plain, AWS_SECTION, "aws").values
-        key_id, secret = _text(settings.get("access_key_id")), _text(settings.get("secret_access_key"))
-        if key_id and not secret:
-            problems.append(Problem("aws.secret_access_key", "is required when aws.access_key_id is set"))
-        elif secret and not key_id:
-            problems.append(Problem("aws.access_key_id", "is required when aws.secret_access_key is set"))
-        elif chosen and settings.get("use_iam_role") is False and not key_id:
-            problems.append(
-                Problem(
-                    "aws.use_iam_role",
-                    "is false but aws.access_key_id / aws.secret_access_key are not set (an unset ${?VAR} leaves a key "
-                    "out): set both keys, or use_iam_role = true for the instance role / boto3's credential chain",
-                )
+    key_id, secret = _text(settings.get("access_key_id")), _text(settings.get("secret_access_key"))
+    if key_id and not secret:
+        problems.append(Problem("aws.secret_access_key", "is required when aws.access_key_id is set"))
+    elif secret and not key_id:
+        problems.append(Problem("aws.access_key_id", "is required when aws.secret_access_key is set"))
+    elif applies and settings.get("use_iam_role") is False and not key_id:
+        problems.append(
+            Problem(
+                "aws.use_iam_role",
+                "is false but aws.access_key_id / aws.secret_access_key are not set (an unset ${?VAR} leaves a key "
+                "out): set both keys, or use_iam_role = true for the instance role / boto3's credential chain",
             )
-        if settings.get("custom_launch_spec"):
-            problems += _check_launch_spec(settings["custom_launch_spec"], "aws.custom_launch_spec")
+        )
+    if settings.get("custom_launch_spec"):
+        problems += _check_launch_spec(settings["custom_launch_spec"], "aws.custom_launch_spec")
     region = str(settings.get("region") or "us-east-1")
-    resources = config.get("resources")
-    if not isinstance(resources, list):
-        return problems
-    for index, item in enumerate(resources):
-        if not isinstance(item, Mapping) or not isinstance(item.get("aws"), Mapping):
-            continue
-        path = f"resources[{index}].aws"
-        r = check_section(item["aws"], AWS_RESOURCE_SECTION, path).values
+    for resource in resources:
+        path, r = resource.path, resource.settings
         ebs = r.get("ebs") or {}
         kind = ebs.get("type", "gp3")
         if ebs.get("iops") and kind not in IOPS_TYPES:
@@ -81,7 +67,7 @@ def validate(config: Mapping[str, Any], provider: str | None) -> list[Problem]:
                     severity="warning",
                 )
             )
-        if r.get("spot_max_price") and item.get("spot") is not True:
+        if r.get("spot_max_price") and resource.common.get("spot") is not True:
             problems.append(
                 Problem(f"{path}.spot_max_price", "is ignored: the resource is not spot", severity="warning")
             )
@@ -174,8 +160,8 @@ class _Cloud:
 def check_cloud(config: Config) -> list[Problem]:
     """Images exist, types are offered where they will launch, network ids exist, a launch is
     permitted (RunInstances with DryRun). Creates nothing."""
+    settings = config.provider_settings
     try:
-        settings = aws_settings(config)
         client = ec2_client(settings)
     except ProviderError as exc:
         return [Problem("aws", str(exc))]
@@ -183,7 +169,7 @@ def check_cloud(config: Config) -> list[Problem]:
     problems: list[Problem] = []
     try:
         for index, resource in enumerate(config.resources):
-            problems += _check_resource(cloud, config, index, resource.name, resource.spot, resource_settings(resource))
+            problems += _check_resource(cloud, config, index, resource.name, resource.spot, resource.provider)
     except _Stop as stop:
         problems.append(stop.problem)
     return cloud.problems + problems

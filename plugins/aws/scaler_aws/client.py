@@ -15,8 +15,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
-from scaler.types import Secret
+from scaler.api import AuthError, CapacityError, ProviderError, QuotaError, Secret, TransientError
 
 log = logging.getLogger("scaler.aws")
 

@@ -8,8 +8,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from scaler.errors import ProviderError
-from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
+from scaler.api import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, ProviderError
 from scaler_aws.schema import parse_tags
 
 #: EC2 limits user data to 16 KB of raw data (before base64)

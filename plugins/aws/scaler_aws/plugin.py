@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from scaler.config.fields import check_provider_sections
-from scaler.hookspecs import hookimpl
-from scaler.types import Instance, Problem, RenderContext, ScriptPart
-from scaler_aws.schema import AWS_RESOURCE_SECTION, AWS_SECTION, VAULT_KEYS
+from scaler.api import Instance, Problem, RenderContext, ResourceSettings, ScriptPart, Section, hookimpl
+from scaler_aws.schema import SECTION
 
 if TYPE_CHECKING:
-    from scaler.config.model import Config, Resource
+    from scaler.api import Config, Resource
 
 NAME = "aws"
 
@@ -30,23 +28,15 @@ export SCALER_INSTANCE_ID="$(curl -fsS --retry 5 --retry-delay 2 -H "X-aws-ec2-m
 
 
 @hookimpl
-def scaler_validate_config(config: dict[str, Any], provider: str | None, providers: list[str]) -> list[Problem]:
+def scaler_config_sections() -> list[Section]:
+    return [SECTION]
+
+
+@hookimpl
+def scaler_validate_config(settings: dict[str, Any], resources: list[ResourceSettings], applies: bool) -> list[Problem]:
     from scaler_aws.checks import validate
 
-    problems = check_provider_sections(config, NAME, provider, AWS_SECTION, AWS_RESOURCE_SECTION)
-    return problems + validate(config, provider)
-
-
-@hookimpl
-def scaler_vault_keys(provider: str) -> dict[str, str]:
-    return dict(VAULT_KEYS) if provider == NAME else {}
-
-
-@hookimpl
-def scaler_config_defaults() -> dict[str, Any]:
-    from scaler.config.fields import defaults
-
-    return {NAME: defaults(AWS_SECTION)}
+    return validate(settings, resources, applies)
 
 
 @hookimpl

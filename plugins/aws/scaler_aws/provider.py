@@ -13,15 +13,20 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from scaler.config.fields import check_section
-from scaler.errors import CapacityError, ProviderError
-from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, Instance, InstanceState, Secret
+from scaler.api import (
+    TAG_LAUNCH_TOKEN,
+    TAG_RESOURCE,
+    TAG_SCALER,
+    CapacityError,
+    Instance,
+    InstanceState,
+    ProviderError,
+)
 from scaler_aws.client import NEXT_SUBNET_CODES, credential_source, ec2_client, error_code, log, map_error
 from scaler_aws.launch import build_request, client_token, encode_user_data, instance_profile, subnets_of
-from scaler_aws.schema import AWS_RESOURCE_SECTION, AWS_SECTION
 
 if TYPE_CHECKING:
-    from scaler.config.model import Config, Resource
+    from scaler.api import Config, Resource
 
 #: EC2 states listed (terminated ones are gone for the scaler)
 LISTED_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
@@ -48,18 +53,15 @@ LATEST_UNSUPPORTED = (
 # -- settings ------------------------------------------------------------------------------------
 
 
-def _plain(section: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: (v.reveal() if isinstance(v, Secret) else v) for k, v in (section or {}).items()}
-
-
 def aws_settings(config: Config) -> dict[str, Any]:
-    """The normalised top-level ``aws`` section (defaults applied, secrets wrapped)."""
-    return check_section(_plain(config.provider_settings), AWS_SECTION, "aws").values
+    """The normalised top-level ``aws`` section (core applied the defaults of
+    :data:`scaler_aws.schema.SECTION`, durations in seconds, secrets wrapped)."""
+    return config.provider_settings
 
 
 def resource_settings(resource: Resource) -> dict[str, Any]:
     """The normalised ``aws`` section of one resource."""
-    return check_section(_plain(resource.provider), AWS_RESOURCE_SECTION, f"resources.{resource.name}.aws").values
+    return resource.provider
 
 
 def needs_for_launch(settings: Mapping[str, Any], r: Mapping[str, Any]) -> list[str]:

@@ -1,11 +1,14 @@
-"""The ``aws`` config sections (top level and per resource) and the vault key map."""
+"""The ``aws`` configuration section (top level and per resource), declared to core through
+``scaler_config_sections``: types, defaults, docs, secrets and their environment variables,
+the ClearML vault keys and the ``scaler init`` questions."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
-from scaler.config.fields import Field
-from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
+from scaler.api import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, Ask, Field, Section
 
 REGION = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+"
 TAG_PAIR = re.compile(r"^[^=,]+=[^,]*$")
@@ -50,6 +53,10 @@ def check_profile(value: str) -> str | None:
     return None
 
 
+def _with_keys(answers: Mapping[str, Any]) -> bool:
+    return answers.get("use_iam_role") is False
+
+
 AWS_SECTION = (
     Field(
         "region",
@@ -58,21 +65,59 @@ AWS_SECTION = (
         default="us-east-1",
         pattern=REGION,
         pattern_hint="a region like us-east-1",
+        vault=("aws_region", "cloud_credentials_region"),
+        ask="AWS region",
     ),
     Field(
-        "use_iam_role", "bool", "Use boto3's default credential chain (IAM role, profile, environment).", default=True
+        "use_iam_role",
+        "bool",
+        "Use boto3's default credential chain (IAM role, profile, environment).",
+        default=True,
+        vault=("use_iam_role", "use_credentials_chain"),
+        ask="Use the default AWS credential chain (IAM role, profile, environment)?",
     ),
-    Field("access_key_id", "secret", "AWS access key id (overrides the credential chain).", default=""),
-    Field("secret_access_key", "secret", "AWS secret access key.", default=""),
-    Field("session_token", "secret", "AWS session token for temporary credentials.", default=""),
+    Field(
+        "access_key_id",
+        "secret",
+        "AWS access key id (overrides the credential chain).",
+        default="",
+        env="AWS_ACCESS_KEY_ID",
+        vault=("aws_access_key_id", "cloud_credentials_key"),
+        ask=Ask("AWS access key id (hidden)", when=_with_keys),
+    ),
+    Field(
+        "secret_access_key",
+        "secret",
+        "AWS secret access key.",
+        default="",
+        env="AWS_SECRET_ACCESS_KEY",
+        vault=("aws_secret_access_key", "cloud_credentials_secret"),
+        ask=Ask("AWS secret access key (hidden)", when=_with_keys),
+    ),
+    Field(
+        "session_token",
+        "secret",
+        "AWS session token for temporary credentials.",
+        default="",
+        env="AWS_SESSION_TOKEN",
+        vault=("aws_session_token", "cloud_credentials_token"),
+    ),
     Field(
         "iam_instance_profile",
         "str",
         "Instance profile (name or ARN) the machines run with.",
         default="",
         check=check_profile,
+        vault=("iam_instance_profile", "iam_arn", "iam_name"),
+        ask="Instance profile the machines run with (name or ARN; empty: none)",
     ),
-    Field("custom_launch_spec", "dict", "Base of every RunInstances request (explicit settings win).", default={}),
+    Field(
+        "custom_launch_spec",
+        "dict",
+        "Base of every RunInstances request (explicit settings win).",
+        default={},
+        vault=("custom_launch_spec",),
+    ),
     Field(
         "endpoint_url",
         "str",
@@ -116,7 +161,15 @@ EBS_SECTION = (
         pattern=r"/dev/[a-z0-9]+",
         pattern_hint="a device like /dev/sda1 or /dev/xvda",
     ),
-    Field("size_gb", "int", "Root volume size in GiB.", default=100, min=8, max=65536),
+    Field(
+        "size_gb",
+        "int",
+        "Root volume size in GiB.",
+        default=100,
+        min=8,
+        max=65536,
+        ask=Ask("Root volume size (GiB)", key="disk"),
+    ),
     Field(
         "type",
         "choice",
@@ -138,6 +191,7 @@ AWS_RESOURCE_SECTION = (
         pattern=r"[a-z][a-z0-9-]*\.[a-z0-9-]+",
         pattern_hint="an instance type like g5.xlarge",
         example='instance_type = "g5.xlarge"',
+        ask=Ask("EC2 instance type (e.g. g5.xlarge)", key="instance_type"),
     ),
     Field(
         "ami_id",
@@ -147,6 +201,7 @@ AWS_RESOURCE_SECTION = (
         pattern=r"ami-([0-9a-f]{8}|[0-9a-f]{17})",
         pattern_hint="ami- followed by 8 or 17 hex digits",
         example='ami_id = "ami-0abcdef1234567890"',
+        ask=Ask("AMI id (with docker and python3)", key="image"),
     ),
     Field(
         "availability_zone",
@@ -155,6 +210,7 @@ AWS_RESOURCE_SECTION = (
         default="",
         pattern=REGION + r"[a-z]",
         pattern_hint="a zone like us-east-1b",
+        ask=Ask("Availability zone (empty: any)", key="zone"),
     ),
     Field("tags", "str", "Extra tags, 'k=v,k2=v2'.", default="", check=check_tags),
     Field("ebs", "section", "Root volume.", fields=EBS_SECTION),
@@ -201,20 +257,9 @@ AWS_RESOURCE_SECTION = (
     ),
 )
 
-#: ClearML vault / app key names → config paths
-VAULT_KEYS = {
-    "aws_region": "aws.region",
-    "aws_access_key_id": "aws.access_key_id",
-    "aws_secret_access_key": "aws.secret_access_key",
-    "aws_session_token": "aws.session_token",
-    "cloud_credentials_region": "aws.region",
-    "cloud_credentials_key": "aws.access_key_id",
-    "cloud_credentials_secret": "aws.secret_access_key",
-    "cloud_credentials_token": "aws.session_token",
-    "use_credentials_chain": "aws.use_iam_role",
-    "use_iam_role": "aws.use_iam_role",
-    "iam_instance_profile": "aws.iam_instance_profile",
-    "iam_arn": "aws.iam_instance_profile",
-    "iam_name": "aws.iam_instance_profile",
-    "custom_launch_spec": "aws.custom_launch_spec",
-}
+SECTION = Section(
+    "aws",
+    "AWS settings of the fleet (credentials come from the default chain unless set here).",
+    fields=AWS_SECTION,
+    resource_fields=AWS_RESOURCE_SECTION,
+)

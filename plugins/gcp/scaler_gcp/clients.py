@@ -13,15 +13,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from scaler.config.fields import check_section
-from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
-from scaler_gcp.schema import CLOUD_PLATFORM_SCOPE, GCP_SECTION
+from scaler.api import AuthError, CapacityError, ProviderError, QuotaError, TransientError
+from scaler_gcp.schema import CLOUD_PLATFORM_SCOPE
 
 if TYPE_CHECKING:
     from google.api_core.retry import Retry
     from google.cloud import compute_v1
 
-    from scaler.config.model import Config
+    from scaler.api import Config
 
 log = logging.getLogger("scaler.gcp")
 
@@ -90,8 +89,7 @@ class Settings:
 
 
 def settings_of(config: Config) -> Settings:
-    raw = config.provider_settings if config.provider_name in ("gcp", "") else {}
-    values = check_section(raw, GCP_SECTION, "gcp").values
+    values = config.provider_settings  # normalised by core (scaler_gcp.schema.SECTION)
     return Settings(
         project=str(values.get("project") or ""),
         credentials_file=os.path.expanduser(str(values.get("credentials_file") or "")),

@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from scaler.config.fields import check_provider_sections, check_section, defaults
-from scaler.hookspecs import hookimpl
-from scaler.types import Instance, Problem, RenderContext, ScriptPart
+from scaler.api import Instance, Problem, RenderContext, ResourceSettings, ScriptPart, Section, hookimpl
 from scaler_gcp import provider as gce
-from scaler_gcp.schema import GCP_RESOURCE_SECTION, GCP_SECTION, VAULT_KEYS
+from scaler_gcp.schema import SECTION
 
 if TYPE_CHECKING:
-    from scaler.config.model import Config, Resource
+    from scaler.api import Config, Resource
 
 NAME = "gcp"
 
@@ -27,18 +25,20 @@ export SCALER_INSTANCE_ID="$(curl -sS -H 'Metadata-Flavor: Google' \\
 
 
 @hookimpl
-def scaler_validate_config(config: dict[str, Any], provider: str | None, providers: list[str]) -> list[Problem]:
-    problems = check_provider_sections(config, NAME, provider, GCP_SECTION, GCP_RESOURCE_SECTION)
-    resources = config.get("resources") if isinstance(config, Mapping) else None
-    for index, item in enumerate(resources if isinstance(resources, list) else []):
-        if isinstance(item, Mapping) and isinstance(item.get(NAME), Mapping):
-            problems += _cross_checks(item, f"resources[{index}].{NAME}")
+def scaler_config_sections() -> list[Section]:
+    return [SECTION]
+
+
+@hookimpl
+def scaler_validate_config(resources: list[ResourceSettings]) -> list[Problem]:
+    problems: list[Problem] = []
+    for resource in resources:
+        problems += _cross_checks(resource.settings, resource.common, resource.path)
     return problems
 
 
-def _cross_checks(item: Mapping[str, Any], where: str) -> list[Problem]:
-    """Rules between keys that the per-key schema cannot express."""
-    values = check_section(item[NAME], GCP_RESOURCE_SECTION, where).values
+def _cross_checks(values: Mapping[str, Any], common: Mapping[str, Any], where: str) -> list[Problem]:
+    """Rules between keys that the per-key declaration cannot express."""
     problems = []
     kind, count = values.get("accelerator_type"), values.get("accelerator_count")
     if kind and count == 0:
@@ -52,7 +52,7 @@ def _cross_checks(item: Mapping[str, Any], where: str) -> list[Problem]:
                 f'is required when accelerator_count is {count} (e.g. accelerator_type = "nvidia-l4")',
             )
         )
-    if values.get("spot") is True and item.get("spot") is not True:
+    if values.get("spot") is True and common.get("spot") is not True:
         problems.append(
             Problem(
                 f"{where}.spot",
@@ -62,16 +62,6 @@ def _cross_checks(item: Mapping[str, Any], where: str) -> list[Problem]:
             )
         )
     return problems
-
-
-@hookimpl
-def scaler_vault_keys(provider: str) -> dict[str, str]:
-    return dict(VAULT_KEYS) if provider == NAME else {}
-
-
-@hookimpl
-def scaler_config_defaults() -> dict[str, Any]:
-    return {NAME: defaults(GCP_SECTION)}
 
 
 @hookimpl

@@ -18,9 +18,19 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from scaler.config.fields import check_section
-from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
-from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, Instance, InstanceState, Problem
+from scaler.api import (
+    TAG_LAUNCH_TOKEN,
+    TAG_RESOURCE,
+    TAG_SCALER,
+    AuthError,
+    CapacityError,
+    Instance,
+    InstanceState,
+    Problem,
+    ProviderError,
+    QuotaError,
+    TransientError,
+)
 from scaler_gcp.clients import (
     REQUEST_TIMEOUT,
     Session,
@@ -38,10 +48,9 @@ from scaler_gcp.naming import (
     request_id,
     subnetwork_path,
 )
-from scaler_gcp.schema import GCP_RESOURCE_SECTION
 
 if TYPE_CHECKING:
-    from scaler.config.model import Config, Resource
+    from scaler.api import Config, Resource
 
 log = logging.getLogger("scaler.gcp")
 
@@ -115,12 +124,9 @@ def reset_memory() -> None:
 
 
 def resource_settings(resource: Resource) -> dict[str, Any]:
-    """The resource's normalised ``gcp { ... }`` section (defaults applied)."""
-    checked = check_section(resource.provider, GCP_RESOURCE_SECTION, "gcp")
-    if not checked.ok:
-        found = "; ".join(p.render() for p in checked.problems if p.severity == "error")
-        raise ProviderError(f"resource '{resource.name}': invalid gcp section: {found}", code="InvalidConfig")
-    return checked.values
+    """The resource's normalised ``gcp { ... }`` section (core applied the defaults of
+    :data:`scaler_gcp.schema.SECTION`)."""
+    return resource.provider
 
 
 def has_gpus(settings: dict[str, Any]) -> bool:
@@ -715,10 +721,7 @@ def check_cloud(config: Config) -> list[Problem]:
     project = session.project
     for index, resource in enumerate(config.resources):
         where = f"resources[{index}].gcp"
-        checked = check_section(resource.provider, GCP_RESOURCE_SECTION, where)
-        if not checked.ok:
-            continue  # validate-config reports these
-        settings = checked.values
+        settings = resource.provider
         ref = image_ref(settings["image"], project)
         if ref.family:
             image = check.get(

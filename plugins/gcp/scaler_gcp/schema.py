@@ -1,11 +1,14 @@
-"""The ``gcp`` config sections (top level and per resource) and the vault key map."""
+"""The ``gcp`` configuration section (top level and per resource), declared to core through
+``scaler_config_sections``: types, defaults, docs, the ClearML vault keys and the
+``scaler init`` questions."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
-from scaler.config.fields import Field
+from scaler.api import Ask, Field, Section
 
 ZONE = r"[a-z]+-[a-z]+\d+-[a-z]"
 LABEL = r"[a-z][a-z0-9_-]{0,62}"
@@ -57,6 +60,13 @@ def check_network_tags(value: list[str]) -> str | None:
     return None
 
 
+def existing_file(value: Any) -> str | None:
+    """``scaler init`` only: the key file must exist where the configuration is written."""
+    if value and not Path(str(value)).expanduser().is_file():
+        return f"no such file: {value}"
+    return None
+
+
 GCP_SECTION = (
     Field(
         "project",
@@ -65,9 +75,16 @@ GCP_SECTION = (
         default="",
         pattern=r"[a-z][a-z0-9-]{4,28}[a-z0-9]",
         pattern_hint="a project id like my-ml-project",
+        vault=("gcp_project", "gcp_project_id"),
+        ask="GCP project id (empty: the credentials' project)",
     ),
     Field(
-        "credentials_file", "str", "Service account JSON key (default: Application Default Credentials).", default=""
+        "credentials_file",
+        "str",
+        "Service account JSON key (default: Application Default Credentials).",
+        default="",
+        vault=("gcp_credentials_file", "cloud_credentials_file"),
+        ask=Ask("Service account key file (empty: Application Default Credentials)", check=existing_file),
     ),
     Field(
         "api_endpoint",
@@ -76,6 +93,7 @@ GCP_SECTION = (
         default="",
         pattern=r"https?://\S+",
         pattern_hint="http(s)://host[:port]",
+        vault=("gcp_api_endpoint",),
     ),
     Field(
         "operation_timeout",
@@ -96,6 +114,7 @@ GCP_RESOURCE_SECTION = (
         pattern=r"[a-z][a-z0-9]*-[a-z0-9-]+",
         pattern_hint="a machine type like n1-standard-4 or g2-standard-8",
         example='machine_type = "n1-standard-4"',
+        ask=Ask("Machine type (e.g. g2-standard-8)", key="instance_type"),
     ),
     Field(
         "zones",
@@ -106,6 +125,7 @@ GCP_RESOURCE_SECTION = (
         pattern=ZONE,
         pattern_hint="a zone like us-central1-a",
         example='zones = ["us-central1-a"]',
+        ask=Ask("Zones, tried in order (space-separated, e.g. us-central1-a us-central1-b)", key="zone"),
     ),
     Field(
         "image",
@@ -115,8 +135,17 @@ GCP_RESOURCE_SECTION = (
         non_empty=True,
         check=check_image,
         example='image = "projects/debian-cloud/global/images/family/debian-12"',
+        ask=Ask("Boot image or family (e.g. projects/debian-cloud/global/images/family/debian-12)", key="image"),
     ),
-    Field("disk_size_gb", "int", "Boot disk size in GB.", default=100, min=10, max=65536),
+    Field(
+        "disk_size_gb",
+        "int",
+        "Boot disk size in GB.",
+        default=100,
+        min=10,
+        max=65536,
+        ask=Ask("Boot disk size (GB)", key="disk"),
+    ),
     Field(
         "disk_type",
         "choice",
@@ -168,10 +197,9 @@ GCP_RESOURCE_SECTION = (
     Field("network_tags", "list", "Network tags (firewall rules).", default=[], check=check_network_tags),
 )
 
-VAULT_KEYS = {
-    "gcp_project": "gcp.project",
-    "gcp_project_id": "gcp.project",
-    "gcp_credentials_file": "gcp.credentials_file",
-    "cloud_credentials_file": "gcp.credentials_file",
-    "gcp_api_endpoint": "gcp.api_endpoint",
-}
+SECTION = Section(
+    "gcp",
+    "GCP settings of the fleet (credentials: Application Default Credentials unless set here).",
+    fields=GCP_SECTION,
+    resource_fields=GCP_RESOURCE_SECTION,
+)

@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from scaler.cli import app
-from scaler.config.catalog import is_secret
 from scaler.config.loading import load_config
 from scaler.host import PluginHost
 from tests.support import REPO
@@ -78,9 +77,12 @@ def export(path: Path, *extra: str) -> tuple[str, dict[str, Any]]:
     return result.stdout, json.loads(result.stdout)
 
 
+CATALOG = PluginHost().catalog()
+
+
 def without_secrets(value: Any, path: tuple[Any, ...] = ()) -> Any:
     if isinstance(value, dict):
-        return {k: without_secrets(v, (*path, k)) for k, v in value.items() if not is_secret((*path, k))}
+        return {k: without_secrets(v, (*path, k)) for k, v in value.items() if not CATALOG.is_secret((*path, k))}
     if isinstance(value, list):
         return [without_secrets(v, (*path, i)) for i, v in enumerate(value)]
     return value
@@ -204,7 +206,7 @@ def test_import_with_secrets_in_clear(
         monkeypatch.delenv(name)
     config = load(clear)
     assert config.scaler.git.password.reveal() == secrets_env["SCALER_GIT_TOKEN"]
-    assert config.provider_settings["secret_access_key"] == secrets_env["AWS_SECRET_ACCESS_KEY"]
+    assert config.provider_settings["secret_access_key"].reveal() == secrets_env["AWS_SECRET_ACCESS_KEY"]
 
     result = runner.invoke(app, ["import", str(exported), "-o", str(clear)])
     assert result.exit_code == 1 and "pass --force" in result.output

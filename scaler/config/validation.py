@@ -1,0 +1,175 @@
+"""Checking and normalising a whole configuration against the declared sections, once.
+
+Core does this for every plugin, from the declarations alone (:class:`~scaler.config.catalog.Catalog`):
+
+* the top level holds ``resources``, the declared sections and the provider names;
+* every top-level section is checked against its ``fields`` when it applies to the run (core's,
+  a plugin's that is no provider, the chosen provider's) and, for another provider's, where
+  it is written;
+* ``resources`` is a non-empty list of objects; each is checked against the inline fields (the
+  common keys) and each ``resources[i].<section>`` against the section's ``resource_fields``:
+  required for the chosen provider when one of those fields is required, checked where
+  written otherwise;
+* then each plugin's ``scaler_validate_config`` runs the checks between keys that a per-key
+  schema cannot express, on its own normalised sections (``cross_check``).
+
+Every problem comes back at once, with its dotted path. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from scaler.config.catalog import Catalog
+from scaler.config.fields import ResourceSettings, Section, check_section, suggest, type_name
+from scaler.types import Problem
+
+#: ``(section name, settings, resources, applies) -> problems``: runs the declaring plugin's
+#: ``scaler_validate_config`` (the plugin host provides it)
+CrossCheck = Callable[[str, Mapping[str, Any], list[ResourceSettings], bool], list[Problem]]
+
+
+@dataclass
+class CheckedConfig:
+    """The problems of a configuration and its normalised sections (defaults applied,
+    durations in seconds, secrets as :class:`~scaler.types.Secret`; invalid keys left out)."""
+
+    problems: list[Problem] = field(default_factory=list)
+    #: top-level section name -> normalised values (every declared section that applies or is written)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per resource (same index as ``resources``): its normalised common keys (``None``: not an object)
+    common: list[dict[str, Any] | None] = field(default_factory=list)
+    #: per resource: section name -> its normalised ``resources[i].<section>``
+    subsections: list[dict[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _object_problem(path: str, value: Any) -> Problem:
+    return Problem(path, f"must be an object ({{ key = value }}), got {type_name(value)}")
+
+
+def _required_message(section: Section, catalog: Catalog) -> str:
+    required = ", ".join(f.name for f in section.resource_fields if f.required)
+    whose = f" for provider '{section.name}'" if catalog.is_provider_section(section.name) else ""
+    return f"is required{whose} (with {required})"
+
+
+def check_config(
+    raw: Any, catalog: Catalog, provider: str | None, *, cross_check: CrossCheck | None = None
+) -> CheckedConfig:
+    """Check ``raw`` (a parsed configuration) for ``provider`` against ``catalog``."""
+    result = CheckedConfig()
+    problems = result.problems
+    if not isinstance(raw, Mapping):
+        problems.append(Problem("", f"the configuration must be an object, got {type_name(raw)}"))
+        return result
+    known_top = catalog.top_level_keys()
+    for key in raw:
+        if key not in known_top:
+            problems.append(Problem(key, f"unknown key '{key}'{suggest(key, known_top)}"))
+    if provider and provider not in catalog.providers:
+        problems.append(
+            Problem("", f"unknown provider '{provider}'; installed providers: {', '.join(catalog.providers)}")
+        )
+    for name in catalog.conflicts:
+        problems.append(
+            Problem(name, "is declared by more than one plugin; the first declaration is used", severity="warning")
+        )
+
+    # top-level sections
+    written_top: set[str] = set()
+    for section in catalog.top_sections:
+        value = raw.get(section.name)
+        if value is None and not catalog.applies(section.name, provider):
+            continue
+        if value is not None and not isinstance(value, Mapping):
+            problems.append(_object_problem(section.name, value))
+            result.sections[section.name] = check_section({}, section.fields, section.name).values
+            continue
+        if value is not None:
+            written_top.add(section.name)
+        checked = check_section(value, section.fields, section.name)
+        problems += checked.problems
+        result.sections[section.name] = checked.values
+
+    # resources
+    resources = raw.get("resources")
+    items: list[Any] = []
+    if resources is None:
+        problems.append(
+            Problem("resources", "is required: a list of { name, queue, max_instances, <provider> { ... } }")
+        )
+    elif not isinstance(resources, list):
+        problems.append(Problem("resources", f"must be a list of resource objects, got {type_name(resources)}"))
+    else:
+        items = resources
+        if not items:
+            problems.append(Problem("resources", "must list at least one resource"))
+    subsection_names = [key for key in catalog.resource_keys() if key not in {f.name for f in catalog.inline_fields}]
+    for index, item in enumerate(items):
+        where = f"resources[{index}]"
+        subsections: dict[str, dict[str, Any]] = {}
+        result.subsections.append(subsections)
+        if not isinstance(item, Mapping):
+            problems.append(Problem(where, f"must be an object, got {type_name(item)}"))
+            result.common.append(None)
+            continue
+        checked = check_section(item, catalog.inline_fields, where, allow_unknown=subsection_names)
+        problems += checked.problems
+        result.common.append(checked.values)
+        for section in catalog.top_sections:
+            sub = item.get(section.name)
+            path = f"{where}.{section.name}"
+            if sub is None:
+                if section.resource_fields and catalog.applies(section.name, provider):
+                    if section.resource_required:
+                        problems.append(Problem(path, _required_message(section, catalog)))
+                    subsections[section.name] = check_section({}, section.resource_fields, path).values
+                continue
+            if not isinstance(sub, Mapping):
+                problems.append(_object_problem(path, sub))
+                continue
+            checked = check_section(sub, section.resource_fields, path)
+            problems += checked.problems
+            subsections[section.name] = checked.values
+
+    if cross_check is not None:
+        problems += _cross_checks(raw, items, result, catalog, provider, written_top, cross_check)
+    return result
+
+
+def _cross_checks(
+    raw: Mapping[str, Any],
+    items: list[Any],
+    result: CheckedConfig,
+    catalog: Catalog,
+    provider: str | None,
+    written_top: set[str],
+    cross_check: CrossCheck,
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for section in catalog.sections.values():
+        resources: list[ResourceSettings] = []
+        for index, item in enumerate(items):
+            common = result.common[index]
+            if common is None:
+                continue
+            if section.inline:
+                resources.append(ResourceSettings(index, f"resources[{index}]", common, common, frozenset(item)))
+            elif isinstance(item.get(section.name), Mapping):
+                resources.append(
+                    ResourceSettings(
+                        index,
+                        f"resources[{index}].{section.name}",
+                        result.subsections[index][section.name],
+                        common,
+                        frozenset(item[section.name]),
+                    )
+                )
+        applies = catalog.applies(section.name, provider)
+        if not (applies or section.name in written_top or resources):
+            continue
+        settings = result.sections.get(section.name, {})
+        problems += cross_check(section.name, settings, resources, applies)
+    return problems
