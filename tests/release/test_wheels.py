@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from scaler import __version__
+from tests.release.support import source_files
 from tests.support import REPO
 
 #: project folder (relative to the repository) → distribution, import package
@@ -55,20 +56,6 @@ def run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None =
     assert proc.returncode == 0, f"{' '.join(map(str, args))} exited {proc.returncode}:\n{output}"
     assert "Traceback" not in output, output
     return proc.stdout
-
-
-def source_files() -> list[str]:
-    """What a clean clone has, plus the working tree's new files: tracked and untracked, not ignored."""
-    try:
-        listed = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-        ).stdout.decode()
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("git is needed to list the repository's files")
-    return [name for name in listed.split("\0") if name and (REPO / name).is_file()]
 
 
 def package_data(files: list[str], project: str, package: str) -> set[str]:
