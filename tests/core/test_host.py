@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -233,8 +234,18 @@ def test_load_plugins_env_restricts_what_loads(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.fixture(scope="session")
 def installed_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Install the example third-party provider and a broken plugin, as a user would (pip)."""
+    """Install the example third-party provider and two broken plugins, as a user would (pip).
+
+    Each is built from a copy: a build in the source folder leaves build/ and *.egg-info there,
+    and an egg-info on sys.path makes importlib.metadata report a distribution that is not
+    installed."""
     target = tmp_path_factory.mktemp("site")
+    sources = tmp_path_factory.mktemp("sources")
+    packages = [ROOT / "examples" / "provider-plugin", DATA / "broken-plugin", DATA / "typo-plugin"]
+    copies = []
+    for package in packages:
+        ignore = shutil.ignore_patterns("build", "*.egg-info", "tests", "__pycache__")
+        copies.append(str(shutil.copytree(package, sources / package.name, ignore=ignore)))
     subprocess.run(
         [
             sys.executable,
@@ -246,9 +257,7 @@ def installed_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--target",
             str(target),
-            str(ROOT / "examples" / "provider-plugin"),
-            str(DATA / "broken-plugin"),
-            str(DATA / "typo-plugin"),
+            *copies,
         ],
         check=True,
         capture_output=True,
