@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -108,3 +109,37 @@ def test_version_lists_core_and_every_installed_plugin() -> None:
         assert dist is not None
         assert f"  plugin {name}: {dist.name} {dist.version}" in lines, result.stdout
     assert len(lines) == 1 + len(installed)
+
+
+def test_the_documented_bump_moves_every_version(tmp_path: Path) -> None:
+    """docs/releasing.md's bump commands, run on a copy: every place that carries the version
+    (tests above, tests/release/test_kubernetes.py) says the new one, and none the old."""
+    text = (REPO / "docs" / "releasing.md").read_text()
+    block = re.search(r"<!-- bump -->\s*```bash\n(.*?)```", text, re.S)
+    assert block, "docs/releasing.md: no bump block"
+    lines = block.group(1).strip().splitlines()
+    assert lines[0].startswith("OLD=")
+    major, minor, _patch = (int(n) for n in re.findall(r"\d+", __version__)[:3])
+    new = f"{major}.{minor + 1}.0"
+    carriers = [
+        "scaler/__init__.py",
+        "plugins/aws/scaler_aws/__init__.py",
+        "plugins/gcp/scaler_gcp/__init__.py",
+        "plugins/aws/pyproject.toml",
+        "plugins/gcp/pyproject.toml",
+        "Dockerfile",
+        *(str(p.relative_to(REPO)) for p in (REPO / "deploy" / "kubernetes").glob("*.yaml")),
+    ]
+    for name in carriers:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((REPO / name).read_text())
+    script = "set -eu\n" + f"OLD={__version__} NEW={new}\n" + "\n".join(lines[1:]) + "\n"
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, timeout=60)
+    for name in ("scaler/__init__.py", "plugins/aws/scaler_aws/__init__.py", "plugins/gcp/scaler_gcp/__init__.py"):
+        assert version_in(tmp_path / name) == new, name
+    for name in ("plugins/aws", "plugins/gcp"):
+        assert f"clearml-scaler~={new}" in pyproject(tmp_path / name)["dependencies"]
+    assert f"clearml-scaler:{new}" in (tmp_path / "deploy" / "kubernetes" / "deployment.yaml").read_text()
+    assert f'newTag: "{new}"' in (tmp_path / "deploy" / "kubernetes" / "kustomization.yaml").read_text()
+    for name in carriers:
+        assert __version__ not in (tmp_path / name).read_text(), f"{name} still names {__version__}"
