@@ -88,7 +88,7 @@ def scaler_launch(
     :param count: how many machines (at least 1).
     :param init_script: the rendered bash script; pass it as user data / startup script.
     :param launch_token: stable for one launch decision. Pass it to the cloud's idempotency
-        key (EC2 ``ClientToken``, GCE ``requestId``) so that a retried call, even from a fresh
+        key (e.g. ``ClientToken`` or ``requestId``) so that a retried call, even from a fresh
         process, returns the first call's machines instead of creating a second batch.
     :param spot: the market the policy chose (it already handled spot rollback and blackout);
         launch spot machines when true, and report them with ``Instance.spot``.
@@ -180,12 +180,15 @@ def scaler_init_script_parts(
 ) -> list[ScriptPart]:
     """Bash fragments for the init script of ``resource``'s machines.
 
-    Called by the renderer on every plugin; all parts are sorted by ``ScriptPart.order`` and
-    joined. ``context`` holds the ClearML server the agents report to and whether secrets
-    may be written in clear (``context.secret(value)`` gives the value or a mask). The chosen provider must contribute, at order 200, a fragment that sets
-    ``SCALER_INSTANCE_ID`` to the machine's own instance id (e.g. from the metadata server);
-    other plugins check ``provider`` and usually contribute nothing for foreign providers.
-    Every value embedded in a fragment must be shell-quoted (``shlex.quote``).
+    Called by the renderer on every plugin that is not a provider and on the provider of the
+    resource (other providers never see the call); all parts are sorted by
+    ``ScriptPart.order`` and joined. ``context`` holds the ClearML server the agents report to
+    and whether secrets may be written in clear (``context.secret(value)`` gives the value or
+    a mask). The provider must contribute, at order 200, a fragment that sets
+    ``SCALER_INSTANCE_ID`` to the machine's own instance id (e.g. from the metadata server).
+    ``provider`` names the resource's provider, for plugins that are not providers and
+    contribute per cloud. Every value embedded in a fragment must be shell-quoted
+    (``shlex.quote``).
     """
 
 
@@ -193,6 +196,7 @@ def scaler_init_script_parts(
 def scaler_clearml_conf_parts(config: Config, resource: Resource, provider: str, context: RenderContext) -> list[str]:
     """HOCON fragments appended, in plugin order, to the agent's ``~/clearml.conf``.
 
+    Called like ``scaler_init_script_parts`` (never on a provider other than the resource's).
     Core contributes the server, credentials and git settings first, then
     ``scaler.extra_clearml_conf`` and the vault's ``extra_clearml_conf`` texts."""
 

@@ -229,11 +229,21 @@ class PluginHost:
 
         return check_config(raw, self.catalog(providers), provider, cross_check=cross_check).problems
 
+    def _for_provider(self, hook: str, provider: str) -> Any:
+        """``hook`` on every plugin except the providers not chosen: a provider contributes to its
+        own machines only, so it never needs to check which provider a call is for."""
+        others = [
+            plugin
+            for name, plugin in self.pm.list_name_plugin()
+            if name != provider and name in self.plugins and self.plugins[name].is_provider
+        ]
+        return self.pm.subset_hook_caller(hook, remove_plugins=others) if others else getattr(self.pm.hook, hook)
+
     def init_script_parts(
         self, config: Config, resource: Resource, provider: str, context: RenderContext
     ) -> list[ScriptPart]:
         parts: list[ScriptPart] = []
-        hook = self.pm.hook.scaler_init_script_parts
+        hook = self._for_provider("scaler_init_script_parts", provider)
         for found in hook(config=config, resource=resource, provider=provider, context=context):
             parts.extend(found or [])
         return sorted(parts, key=lambda part: part.order)  # stable: plugin order within one order
@@ -242,7 +252,7 @@ class PluginHost:
         self, config: Config, resource: Resource, provider: str, context: RenderContext
     ) -> list[str]:
         parts: list[str] = []
-        hook = self.pm.hook.scaler_clearml_conf_parts
+        hook = self._for_provider("scaler_clearml_conf_parts", provider)
         for found in hook(config=config, resource=resource, provider=provider, context=context):
             parts.extend(found or [])
         return parts

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
 
 #: Tag/label keys every provider writes on the instances it launches.
 TAG_SCALER = "clearml-scaler-name"
@@ -31,7 +30,7 @@ class InstanceState(str, enum.Enum):
 class Instance:
     """One cloud machine owned by this scaler, as the provider's ``list`` reports it.
 
-    ``id`` is the provider's own handle (EC2 instance id, GCE instance name); it is also the
+    ``id`` is the provider's own handle (e.g. a cloud's instance id or instance name); it is also the
     last part of the worker id ``<workers_prefix>:<resource>:<id>``.
     """
 
@@ -43,7 +42,6 @@ class Instance:
     spot: bool = False
     zone: str = ""
     instance_type: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 class Secret:

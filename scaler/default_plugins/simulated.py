@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from scaler.config.fields import Ask, Field, Section
 from scaler.errors import CapacityError, ProviderError
 from scaler.hookspecs import hookimpl
-from scaler.types import Instance, InstanceState, Problem, RenderContext, ScriptPart
+from scaler.types import Instance, InstanceState, Problem, ScriptPart
 
 if TYPE_CHECKING:
     from scaler.config.model import Config, Resource
@@ -302,11 +302,7 @@ def scaler_config_sections() -> list[Section]:
 
 
 @hookimpl
-def scaler_init_script_parts(
-    config: Config, resource: Resource, provider: str, context: RenderContext
-) -> list[ScriptPart]:
-    if provider != NAME:
-        return []
+def scaler_init_script_parts() -> list[ScriptPart]:
     return [
         ScriptPart(
             200, "instance identity (simulated)", 'export SCALER_INSTANCE_ID="${SCALER_INSTANCE_ID:-$(hostname)}"'

@@ -40,6 +40,9 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream: object = None)
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
-    # the SDKs are chatty at INFO and may print request details; keep them at WARNING
-    for name in ("clearml", "botocore", "boto3", "urllib3", "google"):
+    # the SDKs are chatty at INFO and may print request details: every library logger that sets
+    # no level of its own (the cloud SDKs of provider plugins among them) inherits the root's
+    # WARNING; these two set one, so they are held at WARNING by name
+    logging.getLogger().setLevel(logging.WARNING)
+    for name in ("clearml", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -255,10 +255,13 @@ class TraceWorld(World):
 
 
 def simulated_settings(config: Config) -> dict[str, Any]:
+    """The simulated provider's settings: normalised by core when it is the chosen provider,
+    its defaults otherwise."""
     from scaler.config.fields import check_section
 
-    raw = config.provider_settings if config.provider_name == simulated.NAME else {}
-    return check_section(raw, simulated.SECTION, simulated.NAME).values
+    if config.provider_name == simulated.NAME:
+        return dict(config.provider_settings)
+    return check_section({}, simulated.SECTION, simulated.NAME).values
 
 
 def make_world(config: Config, spec: SimTrace) -> TraceWorld:

@@ -56,6 +56,5 @@ def scaler_console_output(config, instance_id):
 
 
 @api.hookimpl
-def scaler_init_script_parts(provider):  # the worker id ends with the machine's own id
-    identity = api.ScriptPart(200, "instance identity", 'export SCALER_INSTANCE_ID="$(hostname)"')
-    return [identity] if provider == "toycloud" else []
+def scaler_init_script_parts():  # the worker id ends with the machine's own id
+    return [api.ScriptPart(200, "instance identity", 'export SCALER_INSTANCE_ID="$(hostname)"')]

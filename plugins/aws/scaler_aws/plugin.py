@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from scaler.api import Instance, Problem, RenderContext, ResourceSettings, ScriptPart, Section, hookimpl
+from scaler.api import Instance, Problem, ResourceSettings, ScriptPart, Section, hookimpl
 from scaler_aws.schema import SECTION
 
 if TYPE_CHECKING:
@@ -40,11 +40,7 @@ def scaler_validate_config(settings: dict[str, Any], resources: list[ResourceSet
 
 
 @hookimpl
-def scaler_init_script_parts(
-    config: Config, resource: Resource, provider: str, context: RenderContext
-) -> list[ScriptPart]:
-    if provider != NAME:
-        return []
+def scaler_init_script_parts() -> list[ScriptPart]:
     return [ScriptPart(200, "instance identity (EC2 metadata, IMDSv2)", INSTANCE_ID_SCRIPT)]
 
 

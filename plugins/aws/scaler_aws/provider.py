@@ -90,14 +90,6 @@ def to_instance(raw: Mapping[str, Any], resource: str = "") -> Instance:
         spot=raw.get("InstanceLifecycle") == "spot",
         zone=str((raw.get("Placement") or {}).get("AvailabilityZone") or ""),
         instance_type=str(raw.get("InstanceType") or ""),
-        extra={
-            "ec2_state": state_name,
-            "state_reason": str((raw.get("StateReason") or {}).get("Code") or ""),
-            "name": tags.get("Name", ""),
-            "private_ip": str(raw.get("PrivateIpAddress") or ""),
-            "public_ip": str(raw.get("PublicIpAddress") or ""),
-            "subnet_id": str(raw.get("SubnetId") or ""),
-        },
     )
 
 

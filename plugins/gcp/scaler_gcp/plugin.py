@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from scaler.api import Instance, Problem, RenderContext, ResourceSettings, ScriptPart, Section, hookimpl
+from scaler.api import Instance, Problem, ResourceSettings, ScriptPart, Section, hookimpl
 from scaler_gcp import provider as gce
 from scaler_gcp.schema import SECTION
 
@@ -65,11 +65,7 @@ def _cross_checks(values: Mapping[str, Any], common: Mapping[str, Any], where: s
 
 
 @hookimpl
-def scaler_init_script_parts(
-    config: Config, resource: Resource, provider: str, context: RenderContext
-) -> list[ScriptPart]:
-    if provider != NAME:
-        return []
+def scaler_init_script_parts() -> list[ScriptPart]:
     return [ScriptPart(200, "instance identity (GCE metadata server)", INSTANCE_ID_SCRIPT)]
 
 

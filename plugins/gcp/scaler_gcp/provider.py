@@ -367,7 +367,7 @@ def _launch_in_zone(
                     stop = error
     finished = _wait(session, zone, ops, deadline)
     now = time.time()
-    for i, op in ops.items():
+    for i in ops:
         name = names[i]
         done = finished.get(i)
         failure = None
@@ -398,7 +398,6 @@ def _launch_in_zone(
             spot=spot,
             zone=zone,
             instance_type=str(settings["machine_type"]),
-            extra={"status": "PROVISIONING", "operation": str(op.name)},
         )
     return outcomes
 
@@ -556,13 +555,6 @@ def to_instance(found: Any, zone: str, config: Config) -> Instance | None:
         resource = next((r.name for r in config.resources if label_value(r.name) == label), label)
     scheduling = found.scheduling
     status = str(found.status or "")
-    extra: dict[str, Any] = {"status": status}
-    for nic in found.network_interfaces:
-        if nic.network_i_p:
-            extra.setdefault("internal_ip", nic.network_i_p)
-        for access in nic.access_configs:
-            if access.nat_i_p:
-                extra.setdefault("external_ip", access.nat_i_p)
     return Instance(
         id=str(found.name),
         resource=resource,
@@ -572,7 +564,6 @@ def to_instance(found: Any, zone: str, config: Config) -> Instance | None:
         spot=str(scheduling.provisioning_model or "") == "SPOT" or bool(scheduling.preemptible),
         zone=last_part(str(found.zone or zone)) or zone,
         instance_type=last_part(str(found.machine_type or "")),
-        extra=extra,
     )
 
 
