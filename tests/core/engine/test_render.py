@@ -10,6 +10,7 @@ clearml.conf, worker id — and never run.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -27,6 +28,7 @@ from scaler.config.vault import VaultMerge
 from scaler.engine.render import render_clearml_conf, render_init_script
 from scaler.host import PluginHost
 from scaler.types import RenderContext, Secret, ServerInfo
+from tests.support.cli import run_cli
 
 INSTANCE_ID = "sim-0001"
 STUBS = ("python3", "pip", "clearml-agent", "curl", "apt-get", "shutdown", "poweroff", "hostname")
@@ -517,6 +519,50 @@ def test_core_never_traces_the_script(host: PluginHost) -> None:
     assert script.startswith("#!/bin/bash\n")
 
 
-def test_rendering_is_stable(host: PluginHost) -> None:
-    config, resource = secret_config()
-    assert render(host, config, resource) == render(host, config, resource)
+STABLE_CONFIG = """
+scaler {
+  name = "stable", workers_prefix = "st"
+  git { user = "bot", password = ${?STABLE_GIT_TOKEN} }
+  init_script = "echo one"
+  extra_clearml_conf = "sdk.development.worker.log_stdout: true"
+}
+aws { region = "eu-west-1" }
+resources = [
+  { name = "gpu", queue = "gpu", max_instances = 2, extra_agent_args = ["--gpus", "0,1", "--cpu-only"],
+    aws { instance_type = "g5.xlarge", ami_id = "ami-0123456789abcdef0", tags = "team=ml,env=prod,b=2,a=1" } }
+]
+"""
+STABLE_VAULT = """
+auto_scaler.v1.aws {
+  extra_vm_bash_script = "echo top"
+  match { "^st$" { extra_vm_bash_script = "echo exact", extra_clearml_conf = "a: 1" },
+          "^s.*$" { extra_vm_bash_script = "echo loose", extra_clearml_conf = "b: 2" } }
+}
+"""
+
+
+def test_rendering_is_stable_across_processes(tmp_path: Path) -> None:
+    """The same configuration renders byte for byte the same script in separate processes with
+    different hash seeds: launches are retried with the same idempotency token, so nothing in the
+    script may depend on set or dict order of one process."""
+    config, vault = tmp_path / "stable.conf", tmp_path / "vault.conf"
+    config.write_text(STABLE_CONFIG)
+    vault.write_text(STABLE_VAULT)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CLEARML_")}
+    env = {
+        **base,
+        "STABLE_GIT_TOKEN": "tok-3f9a",
+        "CLEARML_API_HOST": "https://api.example.com",
+        "CLEARML_API_ACCESS_KEY": "STABLEKEY",
+        "CLEARML_API_SECRET_KEY": "stable-secret",
+        "HOME": str(tmp_path),
+        "CLEARML_CONFIG_FILE": str(tmp_path / "none.conf"),
+    }
+    args = ["render-init-script", "--config", str(config), "--vault", str(vault), "--provider", "aws"]
+    outputs = set()
+    for seed in ("0", "1", "12345"):
+        result = run_cli(*args, "--resource", "gpu", "--show-secrets", env={**env, "PYTHONHASHSEED": seed})
+        assert result.returncode == 0, result.stderr
+        assert "clearml-agent" in result.stdout and "echo exact" in result.stdout and "tok-3f9a" in result.stdout
+        outputs.add(result.stdout)
+    assert len(outputs) == 1
