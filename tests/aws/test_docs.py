@@ -20,9 +20,8 @@ from tests.support.aws import (
     resource,
 )
 
-ROOT = REPO
-DOC = ROOT / "docs" / "aws.md"
-PLUGIN = ROOT / "plugins" / "aws" / "scaler_aws"
+DOC = REPO / "docs" / "aws.md"
+PLUGIN = REPO / "plugins" / "aws" / "scaler_aws"
 #: implied by RunInstances' TagSpecifications: authorised by IAM, never a request of its own
 IMPLIED = {"CreateTags"}
 CHECK_ONLY = {"DescribeImages", "DescribeInstanceTypeOfferings", "DescribeSubnets", "DescribeSecurityGroups"}

@@ -214,3 +214,16 @@ def test_the_cloud_check_sees_code_not_prose(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text('"""Talks of AWS in prose."""\n# and of gcp in a comment\nimport scaler_aws\nX = "aws"\n')
     assert [word for _, word in _code_words(module) if SHIPPED_CLOUD.search(word)] == ["scaler_aws", "aws"]
+
+
+def test_tests_run_the_cli_through_the_one_runner() -> None:
+    """Tests start the real command line only through tests/support/cli.py (which also checks
+    that no traceback reaches the user)."""
+    runner = REPO / "tests" / "support" / "cli.py"
+    starts = re.compile(r"""["']-m["'],\s*["']scaler\.cli["']""")
+    found = [
+        str(path.relative_to(REPO))
+        for path in (REPO / "tests").rglob("*.py")
+        if path != runner and starts.search(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, found

@@ -22,11 +22,10 @@ from scaler.hookspecs import hookimpl
 from scaler.host import PluginBugError, PluginHost
 from scaler.types import Instance, InstanceState, RenderContext, ScriptPart, ServerInfo
 from tests.support import REPO
+from tests.support.cli import run_cli
 
-ROOT = REPO
-SCALER = [sys.executable, "-m", "scaler.cli"]
 ALLOW = "clearml-scaler-aws,clearml-scaler-gcp,clearml-scaler-toycloud,clearml-scaler-broken,clearml-scaler-typo"
-DATA = ROOT / "tests" / "data"
+DATA = REPO / "tests" / "data"
 
 
 class FakeProvider:
@@ -242,7 +241,7 @@ def installed_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     installed."""
     target = tmp_path_factory.mktemp("site")
     sources = tmp_path_factory.mktemp("sources")
-    packages = [ROOT / "examples" / "provider-plugin", DATA / "broken-plugin", DATA / "typo-plugin"]
+    packages = [REPO / "examples" / "provider-plugin", DATA / "broken-plugin", DATA / "typo-plugin"]
     copies = []
     for package in packages:
         ignore = shutil.ignore_patterns("build", "*.egg-info", "tests", "__pycache__")
@@ -269,18 +268,18 @@ def installed_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def env_with(site: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
     env["SCALER_LOAD_PLUGINS"] = ALLOW
     env.update(extra)
     return env
 
 
 def test_third_party_provider_is_discovered_and_a_broken_one_reported(installed_plugins: Path) -> None:
-    result = subprocess.run(
-        [*SCALER, "providers", "--format", "json"],
+    result = run_cli(
+        "providers",
+        "--format",
+        "json",
         env=env_with(installed_plugins),
-        capture_output=True,
-        text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -305,11 +304,14 @@ def test_third_party_provider_is_discovered_and_a_broken_one_reported(installed_
 def test_choosing_the_broken_provider_says_why(installed_plugins: Path, tmp_path: Path) -> None:
     path = tmp_path / "c.conf"
     path.write_text('resources = [ { name = "a", queue = "q", max_instances = 1 } ]')
-    result = subprocess.run(
-        [*SCALER, "run", "--provider", "broken", "--config", str(path), "--once"],
+    result = run_cli(
+        "run",
+        "--provider",
+        "broken",
+        "--config",
+        str(path),
+        "--once",
         env=env_with(installed_plugins),
-        capture_output=True,
-        text=True,
         timeout=60,
     )
     assert result.returncode == 1
@@ -330,11 +332,14 @@ def test_third_party_provider_runs_the_loop(installed_plugins: Path, tmp_path: P
     for _ in range(3):
         fake_clearml.enqueue("work")
     env = env_with(installed_plugins, HOME=str(tmp_path), **fake_clearml.env())
-    result = subprocess.run(
-        [*SCALER, "run", "--provider", "toycloud", "--config", str(path), "--once"],
+    result = run_cli(
+        "run",
+        "--provider",
+        "toycloud",
+        "--config",
+        str(path),
+        "--once",
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

@@ -41,7 +41,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -63,9 +62,7 @@ from tests.fakes.ec2 import (
     ec2_client,
     run_foreign_instances,
 )
-from tests.support import REPO
-
-ROOT = REPO
+from tests.support.cli import start_cli
 
 POLL = 1.0  # scaler.polling_interval (the schema's minimum)
 IDLE = 3.0  # scaler.max_idle_time
@@ -286,21 +283,15 @@ class SeedRun:
             with self.log_path.open("ab") as log:
                 log.write(f"\n===== scaler #{self.incarnation} at +{self.now():.2f}s =====\n".encode())
                 log.flush()
-                self.proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "scaler.cli",
-                        "run",
-                        "--provider",
-                        "aws",
-                        "--config",
-                        str(self.config),
-                        "--no-server-vault",
-                        "--state-file",
-                        str(self.state_file),
-                    ],
-                    cwd=ROOT,
+                self.proc = start_cli(
+                    "run",
+                    "--provider",
+                    "aws",
+                    "--config",
+                    str(self.config),
+                    "--no-server-vault",
+                    "--state-file",
+                    str(self.state_file),
                     env=self.env(),
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -18,6 +18,7 @@ from scaler.config.loading import build_config
 from scaler.default_plugins import simulated
 from scaler.engine.reconciler import Reconciler
 from scaler.host import PluginHost
+from tests.support.cli import run_cli
 
 RAW = {
     "scaler": {"name": "leased", "workers_prefix": "ls", "polling_interval": "5s"},
@@ -94,23 +95,8 @@ def test_a_second_scaler_process_says_so_and_launches_nothing(fake_clearml: Any,
         'resources = [ { name = "cpu", queue = "cpu", max_instances = 2 } ]\n'
     )
     env = {**os.environ, **fake_clearml.env(), "HOME": str(tmp_path)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scaler.cli",
-            "run",
-            "--provider",
-            "simulated",
-            "--config",
-            str(config),
-            "--once",
-            "--no-server-vault",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_cli(
+        "run", "--provider", "simulated", "--config", str(config), "--once", "--no-server-vault", env=env, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert "not acting: another scaler named 'leased' is running" in result.stderr

@@ -27,9 +27,7 @@ from scaler.config.loading import build_config
 from scaler.engine.policy import TerminationKind
 from scaler.engine.reconciler import TickReport
 from tests.fakes.clearml_server import FakeClearML
-from tests.support import REPO
 
-ROOT = REPO
 runner = CliRunner()
 
 

@@ -16,7 +16,6 @@ from scaler.config.loading import load_config
 from scaler.host import PluginHost
 from tests.support import REPO
 
-ROOT = REPO
 runner = CliRunner()
 
 SECRETS = {
@@ -169,7 +168,7 @@ def test_round_trip_keeps_every_non_secret_setting(tmp_path: Path, secrets_env: 
 @pytest.mark.parametrize("example", ["aws.conf", "gcp.conf"])
 def test_examples_round_trip(tmp_path: Path, example: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/secrets/sa.json")
-    source = ROOT / "examples" / example
+    source = REPO / "examples" / example
     _, first = export(source)
     imported = tmp_path / example
     result = runner.invoke(app, ["import", "-", "-o", str(imported)], input=json.dumps(first))

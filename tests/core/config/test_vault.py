@@ -14,6 +14,7 @@ from scaler.config.loading import load_config, parse_hocon
 from scaler.config.vault import merge_vault
 from scaler.host import PluginHost
 from tests.support import REPO
+from tests.support.cli import run_cli
 
 KEYS = {
     "aws_region": "aws.region",
@@ -238,19 +239,11 @@ def test_server_vaults_merge_before_the_vault_file(tmp_path: Path, fake_clearml:
 
 def test_run_refuses_to_start_without_the_server_vault(tmp_path: Path, fake_clearml: Any) -> None:
     import os
-    import subprocess
-    import sys
 
     config = write(tmp_path, "c.conf", 'resources = [ { name = "a", queue = "q", max_instances = 1 } ]')
     fake_clearml.fail_next("users.get_vaults", times=5, status=500)
     env = {**os.environ, **fake_clearml.env(), "HOME": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "scaler.cli", "run", "--provider", "simulated", "--config", str(config), "--once"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("run", "--provider", "simulated", "--config", str(config), "--once", env=env, timeout=60)
     assert result.returncode == 1
     assert "cannot read the ClearML server's vaults" in result.stderr and "--no-server-vault" in result.stderr
     assert "Traceback" not in result.stderr

@@ -4,17 +4,14 @@ no-terminal error. Every file it writes must pass ``validate-config``."""
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from scaler.cli import app
-from tests.support import REPO
+from tests.support.cli import run_cli
 
-ROOT = REPO
 runner = CliRunner()
 
 
@@ -196,14 +193,7 @@ def test_wizard_flags_only_without_a_terminal(tmp_path: Path) -> None:
 
 def test_no_terminal_names_every_missing_flag(tmp_path: Path) -> None:
     out = tmp_path / "x.conf"
-    proc = subprocess.run(
-        [sys.executable, "-m", "scaler.cli", "init", "--provider", "aws", "-o", str(out), "--resource", "name=gpu"],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = run_cli("init", "--provider", "aws", "-o", str(out), "--resource", "name=gpu", timeout=30)
     assert proc.returncode == 2, proc.stderr
     assert "no terminal to ask on" in proc.stderr
     assert "--resource instance_type=… (resource 1)" in proc.stderr

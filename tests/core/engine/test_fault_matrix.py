@@ -11,9 +11,6 @@ Engine (stockouts, quota, 403, 429/5xx, lost operations) are injected into the f
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,12 +26,11 @@ from scaler.host import PluginHost
 from scaler.types import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from tests.fakes.clearml_server import FakeClearML
 from tests.fakes.ec2 import EC2Proxy, MotoServer
-from tests.support import REPO
 from tests.support.aws import SCALER, aws_fixtures, make_config, raw_config, resource
+from tests.support.cli import run_cli
 
 _fresh_clients, host, aws = aws_fixtures()
 
-ROOT = REPO
 PREFIX = "dynamic_aws"  # raw_config's workers_prefix
 
 
@@ -512,15 +508,14 @@ def test_vault_that_does_not_parse(
     extra = "ignore_vault_parsing_errors = true" if ignore else ""
     config.write_text(VAULT_CONFIG.format(name=SCALER, extra=extra))
     bad = "auto_scaler.v1.aws { aws_region = \n"
-    args = [sys.executable, "-m", "scaler.cli", "run", "--provider", "aws", "--config", str(config), "--once"]
+    args = ["run", "--provider", "aws", "--config", str(config), "--once"]
     if where == "file":
         (tmp_path / "v.conf").write_text(bad)
         args += ["--vault", str(tmp_path / "v.conf"), "--no-server-vault"]
     else:
         fake_clearml.add_vault(bad, "broken")
     fake_clearml.enqueue("gpu")
-    done = subprocess.run(args, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=60)
-    assert "Traceback" not in done.stderr
+    done = run_cli(*args)
     if ignore:
         assert done.returncode == 0, done.stderr
         assert "ignore" in done.stderr.lower()

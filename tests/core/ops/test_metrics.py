@@ -3,12 +3,10 @@ server, simulated cloud on a virtual clock), and ``scaler run --metrics-port`` s
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -27,9 +25,8 @@ from scaler.errors import QuotaError
 from scaler.host import PluginHost
 from scaler.ops.metrics import Metrics
 from tests.fakes.clearml_server import FakeClearML
-from tests.support import REPO
+from tests.support.cli import start_cli
 
-ROOT = REPO
 PREFIX = "m"
 
 
@@ -161,29 +158,20 @@ def test_run_serves_metrics(fake_clearml: FakeClearML, tmp_path: Path) -> None:
     )
     fake_clearml.enqueue("cpu")
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scaler.cli",
-            "run",
-            "--provider",
-            "simulated",
-            "--config",
-            str(config),
-            "--no-server-vault",
-            "--metrics-port",
-            str(port),
-            "--metrics-host",
-            "127.0.0.1",
-            "--state-file",
-            str(tmp_path / "state.json"),
-        ],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
+    proc = start_cli(
+        "run",
+        "--provider",
+        "simulated",
+        "--config",
+        str(config),
+        "--no-server-vault",
+        "--metrics-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
+        "--state-file",
+        str(tmp_path / "state.json"),
         stderr=subprocess.STDOUT,
-        text=True,
     )
     try:
         deadline = time.time() + 30

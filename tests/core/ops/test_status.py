@@ -4,8 +4,6 @@ a state file, as a running ``scaler run`` leaves it), and the state file ``scale
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +18,8 @@ from scaler.host import PluginHost
 from scaler.ops.observers import attach
 from scaler.ops.statefile import default_path, read_state
 from tests.fakes.clearml_server import FakeClearML
-from tests.support import REPO
+from tests.support.cli import run_cli
 
-ROOT = REPO
 PREFIX = "st"
 runner = CliRunner()
 
@@ -151,25 +148,17 @@ def test_status_when_clearml_is_down(fake_clearml: FakeClearML, tmp_path: Path) 
     fake_clearml.enqueue("cpu")
     scaler(tmp_path).tick()  # one machine launched (and no worker could be seen from here on)
     fake_clearml.set_down(True)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scaler.cli",
-            "status",
-            "--config",
-            str(config),
-            "--provider",
-            "simulated",
-            "--no-server-vault",
-            "--format",
-            "json",
-            "--state-file",
-            str(tmp_path / "none.json"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        "status",
+        "--config",
+        str(config),
+        "--provider",
+        "simulated",
+        "--no-server-vault",
+        "--format",
+        "json",
+        "--state-file",
+        str(tmp_path / "none.json"),
         timeout=60,
     )
     assert proc.returncode == 1, proc.stderr

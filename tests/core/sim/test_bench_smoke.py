@@ -11,7 +11,6 @@ import pytest
 
 from tests.support import REPO
 
-ROOT = REPO
 BENCHES = ("policies", "decide", "startup", "memory", "api_calls")
 
 
@@ -21,7 +20,7 @@ def test_bench_script_runs_in_smoke_mode(name: str, tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "bench" / f"{name}.py"),
+            str(REPO / "bench" / f"{name}.py"),
             "--smoke",
             "--markdown",
             str(section),
@@ -31,7 +30,7 @@ def test_bench_script_runs_in_smoke_mode(name: str, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=ROOT,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     text = section.read_text()
@@ -42,11 +41,11 @@ def test_bench_script_runs_in_smoke_mode(name: str, tmp_path: Path) -> None:
 def test_run_all_writes_the_page(tmp_path: Path) -> None:
     out = tmp_path / "performance.md"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run_all.py"), "--smoke", "--only", "decide", "--output", str(out)],
+        [sys.executable, str(REPO / "bench" / "run_all.py"), "--smoke", "--only", "decide", "--output", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=ROOT,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     page = out.read_text()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,9 +13,9 @@ from scaler.host import PluginHost
 from scaler.sim.run import SimTrace, load, render_text, require_matplotlib, simulate, vary
 from scaler.sim.world import demo_paths
 from tests.support import REPO
+from tests.support.cli import run_cli
 
-ROOT = REPO
-TRACES = ROOT / "bench" / "traces"
+TRACES = REPO / "bench" / "traces"
 
 TINY_CONF = """
 scaler { name = "tiny", workers_prefix = "tiny", polling_interval = 30s, max_idle_time = 1m, stuck_timeout = 20m }
@@ -178,9 +177,6 @@ def test_cli_simulate_json_and_plot(tiny: tuple[Path, Path], tmp_path: Path) -> 
     conf, trace = tiny
     png = tmp_path / "out.png"
     cmd = [
-        sys.executable,
-        "-m",
-        "scaler.cli",
         "simulate",
         "--config",
         str(conf),
@@ -193,11 +189,11 @@ def test_cli_simulate_json_and_plot(tiny: tuple[Path, Path], tmp_path: Path) -> 
         "--seed",
         "1",
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    result = run_cli(*cmd, timeout=120)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["policy"] == "scaler" and data["seed"] == 1 and data["tasks"]["completed"] == 1
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    text = subprocess.run([*cmd[:-6], "--policy", "clearml"], capture_output=True, text=True, timeout=120)
+    text = run_cli(*cmd[:-6], "--policy", "clearml", timeout=120)
     assert text.returncode == 0, text.stderr
     assert "policy clearml" in text.stdout and "Per resource" in text.stdout
