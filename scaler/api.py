@@ -31,6 +31,7 @@ from scaler.types import (
     ScriptPart,
     Secret,
     ServerInfo,
+    Severity,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "Secret",
     "Section",
     "ServerInfo",
+    "Severity",
     "TransientError",
     "hookimpl",
 ]

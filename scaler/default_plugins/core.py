@@ -75,4 +75,4 @@ def scaler_init_script_parts(
 
 @hookimpl(tryfirst=True)
 def scaler_clearml_conf_parts(config: Config, resource: Resource, provider: str, context: RenderContext) -> list[str]:
-    return core_clearml_conf(config, resource, context)
+    return core_clearml_conf(config, context)

@@ -40,7 +40,7 @@ def hocon_string(value: str) -> str:
     return '"' + "".join(_HOCON_ESCAPES.get(ch, ch) for ch in value) + '"'
 
 
-def core_clearml_conf(config: Config, resource: Resource, context: RenderContext) -> list[str]:
+def core_clearml_conf(config: Config, context: RenderContext) -> list[str]:
     server = context.server
     creds = config.scaler.agent_credentials
     access = creds.access_key if creds.access_key else server.access_key
@@ -125,7 +125,7 @@ def core_script_parts(config: Config, resource: Resource, context: RenderContext
             "fi",
         ]
     )
-    conf_text = context.clearml_conf or "\n".join(core_clearml_conf(config, resource, context)) + "\n"
+    conf_text = context.clearml_conf or "\n".join(core_clearml_conf(config, context)) + "\n"
     conf = "\n".join(
         [
             "umask 077",
