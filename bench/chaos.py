@@ -1,7 +1,7 @@
 """Crash/restart chaos at full size, outside pytest: ``python bench/chaos.py --seeds 50``.
 
 Starts moto and the EC2 proxy of ``tests/fakes/ec2.py`` on loopback, then runs the seeded
-plans of ``tests/test_chaos.py`` (the real ``scaler run --provider aws`` as a subprocess,
+plans of ``tests/aws/test_chaos.py`` (the real ``scaler run --provider aws`` as a subprocess,
 ``kill -9`` at random points, restarts, a fake ClearML server and agent driver per seed), a
 few seeds at a time. Prints one line per seed as it finishes and, for every failed seed, its
 plan, the sampled timeline and the tail of the scaler's log. Exit status 1 when any

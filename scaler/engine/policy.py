@@ -4,7 +4,7 @@
 which may be missing when its source could not be read), the config, the current time and
 the small in-memory state carried between ticks, and returns the actions to take with a
 human-readable reason each, plus the next state. It does no I/O, so it is tested on tables
-of cases (``tests/test_policy.py``).
+of cases (``tests/core/engine/test_policy.py``).
 
 Rules (see docs/how-it-works.md):
 
