@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scaler.config.paths import write_atomic
+
 if TYPE_CHECKING:
     from scaler.engine.reconciler import Reconciler, TickReport
 
@@ -42,10 +44,9 @@ def read_state(path: Path) -> dict[str, Any] | None:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    """Replace the state file atomically (a fresh ``mkstemp`` file renamed over it: a symlink
+    planted at ``path`` is replaced, never followed), readable by its owner only."""
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 class StateWriter:
