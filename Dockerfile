@@ -46,7 +46,8 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /home/scaler
 # a numeric user, so that Kubernetes' runAsNonRoot can check it
 USER 10001:10001
-# Prometheus metrics (--metrics-port)
+# Prometheus metrics (--metrics-port), on every interface of the container: the scaler's
+# default is 127.0.0.1, which nothing outside the container could scrape
 EXPOSE 9108
 ENTRYPOINT ["scaler", "run"]
-CMD ["--provider", "aws", "--config", "/etc/clearml-scaler/scaler.conf", "--log-format", "json", "--metrics-port", "9108"]
+CMD ["--provider", "aws", "--config", "/etc/clearml-scaler/scaler.conf", "--log-format", "json", "--metrics-port", "9108", "--metrics-host", "0.0.0.0"]

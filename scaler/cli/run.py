@@ -78,7 +78,13 @@ def run(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).", min=0, max=65535)
     ] = None,
-    metrics_host: Annotated[str, typer.Option(help="Address the metrics server listens on.")] = "0.0.0.0",
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            help="Address the metrics server listens on (default: this machine only; 0.0.0.0 for a scrape "
+            "from elsewhere, as in a container)."
+        ),
+    ] = "127.0.0.1",
     remote: Annotated[
         bool, typer.Option("--remote", help="Create a ClearML task running this scaler and enqueue it, then exit.")
     ] = False,
