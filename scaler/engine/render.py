@@ -5,8 +5,9 @@ Core renders its own parts through the same hooks it offers to plugins (see
 that reaches the script is quoted with :func:`shlex.quote`; every value that reaches
 clearml.conf is a quoted HOCON string (:func:`hocon_string`), and the conf is written with
 ``printf '%s'`` of one quoted word, so no value is ever interpreted by the shell or HOCON.
-User scripts (config, vault, ~/.bashrc) run without ``set -u`` and cannot change the shell
-options of the rest of the script.
+User scripts (config, vault, ~/.bashrc) each run in a bash of their own (:func:`user_script`):
+whatever they do (``exit``, ``set -e``, ``set -u``), the agent starts and the machine shuts down
+after it; what they export reaches the agent.
 """
 
 from __future__ import annotations
@@ -38,6 +39,46 @@ _HOCON_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t
 def hocon_string(value: str) -> str:
     """A quoted HOCON string that pyhocon reads back as exactly ``value``."""
     return '"' + "".join(_HOCON_ESCAPES.get(ch, ch) for ch in value) + '"'
+
+
+# Each user script (~/.bashrc, init_script, vault extra_vm_bash_script) runs in a bash of its own,
+# so nothing it does ends this script before the agent starts and the machine shuts down: an
+# `exit`, a `set -e` that trips, `set -u`, a trap or a `return` end that bash only. Its exit status is
+# logged; the variables it exports (even when it exits early) are read back and reach the agent.
+# The script arrives on standard input (a quoted here-document: the text as written, nothing expanded)
+# and is sourced whole before it runs, so a `return` ends it and a `read` of its own reads nothing.
+# The exports are written when it ends: an `exit` (also under a trap of its own), the end of the text
+# or, through the EXIT trap, a failure under `set -e`/`set -u`.
+_USER_SCRIPT_CHILD = "\n".join(
+    [
+        'scaler_exports_file="$SCALER_EXPORTS_FILE"; unset SCALER_EXPORTS_FILE',
+        'scaler_hand_back() { unset -v PWD OLDPWD SHLVL; export -p > "$scaler_exports_file"; }',
+        'exit() { local rc=$?; scaler_hand_back; builtin exit "${1:-$rc}"; }',
+        "trap scaler_hand_back EXIT",
+        ". /dev/stdin",
+        "exit $?",
+    ]
+)
+USER_SCRIPT_RUNNER = "\n".join(
+    [
+        'scaler_exports="$(mktemp 2>/dev/null || echo "$HOME/.clearml-scaler-exports")"',
+        "scaler_user_script() {",
+        '  : > "$scaler_exports"',
+        f'  SCALER_EXPORTS_FILE="$scaler_exports" bash -c {q(_USER_SCRIPT_CHILD)} "$1"',
+        '  echo "clearml-scaler: $1 exited with status $?"',
+        "}",
+    ]
+)
+
+
+def user_script(label: str, text: str) -> str:
+    """Run ``text`` with :data:`USER_SCRIPT_RUNNER`, then take what it exported."""
+    lines = set(text.splitlines())
+    n = 0
+    while f"SCALER_USER_SCRIPT_{n}" in lines:
+        n += 1
+    end = f"SCALER_USER_SCRIPT_{n}"
+    return f"scaler_user_script {q(label)} <<'{end}'\n{text.rstrip()}\n{end}\n" + '. "$scaler_exports"'
 
 
 def core_clearml_conf(config: Config, context: RenderContext) -> list[str]:
@@ -96,7 +137,8 @@ def core_script_parts(config: Config, resource: Resource, context: RenderContext
     )
     user = []
     if not settings.exclude_bashrc:
-        user.append('if [ -f "$HOME/.bashrc" ]; then source "$HOME/.bashrc" || true; fi')
+        bashrc = user_script("~/.bashrc", '. "$HOME/.bashrc"')
+        user.append(f'if [ -f "$HOME/.bashrc" ]; then\n{bashrc}\nfi')
     if resource.cpu_only:
         user.append("export NVIDIA_VISIBLE_DEVICES=none")
     for label, text in (
@@ -105,13 +147,10 @@ def core_script_parts(config: Config, resource: Resource, context: RenderContext
         *((f"vault extra_vm_bash_script #{i + 1}", text) for i, text in enumerate(config.vault_scripts)),
     ):
         if text.strip():
-            user.append(f"{comment(f'# --- {label} ---')}\n{text.rstrip()}")
+            user.append(f"{comment(f'# --- {label} ---')}\n{user_script(label, text)}")
     if user:
-        # ~/.bashrc and user scripts are not written for `set -u` (Ubuntu's .bashrc reads $PS1), and
-        # a `set -e` of theirs must not stop the shutdown after the agent exits: run them without
-        # nounset, then restore the script's own options
-        user.insert(0, 'scaler_shell_options="$(set +o)"\nset +u')
-        user.append('eval "$scaler_shell_options"')
+        user.insert(0, USER_SCRIPT_RUNNER)
+        user.append('rm -f "$scaler_exports"')
     requirement = "clearml-agent" + (settings.agent_version or "")
     install = "\n".join(
         [

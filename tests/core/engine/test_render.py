@@ -365,6 +365,77 @@ def test_user_script_shell_options_do_not_break_the_agent_or_the_shutdown(
     assert machine.events()[-2:] == ["clearml-agent", "shutdown"]
 
 
+ENDINGS = {
+    "exit 0": "exit 0",
+    "exit 7": "exit 7",
+    "set -e; false": "set -e\nfalse\necho never",
+    "set -u; unset variable": 'set -u\necho "$no_such_variable"',
+    "return": "return 3",
+    "exec into nothing": "exec true",
+    "kill itself": "kill -9 $$",
+    "a trap of its own, then exit": "trap 'echo cleaning up' EXIT\nexit 0",
+    "a trap of its own, then set -e": "trap 'echo cleaning up' EXIT\nset -e\nfalse",
+}
+#: endings that leave the script no chance to hand its exports back
+NO_HAND_BACK = ("exec into nothing", "kill itself", "a trap of its own, then set -e")
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+@pytest.mark.parametrize("where", ["scaler.init_script", "resource init_script", "vault script", "~/.bashrc"])
+def test_a_user_script_that_ends_early_cannot_skip_the_agent_or_the_shutdown(
+    host: PluginHost, machine: Machine, where: str, ending: str
+) -> None:
+    """Each user script runs in a bash of its own: its `exit`, a `set -e` that trips, a `return`,
+    an `exec` end only that script; the agent still starts, the machine still shuts down, the
+    script's exit status is logged, and what it exported before ending reaches the agent."""
+    text = f"{note(machine, 'user')}\nexport EXPORTED_BEFORE=yes\n{ENDINGS[ending]}\n{note(machine, 'not reached')}"
+    scaler: dict[str, Any] = {"init_script": note(machine, "init") + "\nexport FROM_INIT=1"}
+    resource: dict[str, Any] = {}
+    vault: tuple[str, ...] = ()
+    if where == "scaler.init_script":
+        scaler = {"init_script": text}
+    elif where == "resource init_script":
+        resource = {"init_script": text}
+    elif where == "vault script":
+        vault = (text, note(machine, "vault-2"))
+    else:
+        (machine.home / ".bashrc").write_text(text)
+    config, resource_ = make_config(scaler=scaler, resource=resource, vault_scripts=vault)
+    result = machine.run(render(host, config, resource_))
+    events = machine.events()
+    assert "user" in events and "not reached" not in events
+    assert events[-3:] == ["pip", "clearml-agent", "shutdown"], result.stderr
+    env = machine.agent_env()
+    assert env["CLEARML_WORKER_ID"] == f"dyn:gpu:{INSTANCE_ID}"
+    if ending not in NO_HAND_BACK:
+        assert env["EXPORTED_BEFORE"] == "yes"
+    if where == "~/.bashrc":  # the scripts after it still run
+        assert env["FROM_INIT"] == "1" and "init" in events
+    if where == "vault script":
+        assert "vault-2" in events
+    assert re.search(r"clearml-scaler: \S.* exited with status \d+", result.stdout)
+    assert "clearml-agent exited with status 0" in result.stdout
+
+
+def test_each_user_scripts_exit_status_is_logged(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config(scaler={"init_script": "exit 0"}, resource={"init_script": "exit 4"})
+    result = machine.run(
+        render(host, config, resource),
+    )
+    assert "clearml-scaler: scaler.init_script exited with status 0" in result.stdout
+    assert "clearml-scaler: resources.gpu.init_script exited with status 4" in result.stdout
+    assert machine.events()[-2:] == ["clearml-agent", "shutdown"]
+
+
+def test_a_script_that_holds_the_here_document_delimiter_still_runs_whole(host: PluginHost, machine: Machine) -> None:
+    """The script is passed as a quoted here-document whose end marker is not a line of the script."""
+    text = "\n".join(["cat <<'SCALER_USER_SCRIPT_0'", "SCALER_USER_SCRIPT_0", note(machine, "after the marker")])
+    config, resource = make_config(scaler={"init_script": text})
+    result = machine.run(render(host, config, resource))
+    assert result.returncode == 0, result.stderr
+    assert "after the marker" in machine.events()
+
+
 def test_extra_clearml_conf_and_vault_conf_are_appended(host: PluginHost, machine: Machine) -> None:
     config, resource = make_config(
         scaler={"extra_clearml_conf": "agent.docker_force_pull: true\nsdk.x: 1"},
