@@ -18,10 +18,21 @@ if TYPE_CHECKING:
 
 NAME = "gcp"
 
-# the instance's own name is its handle on GCP (worker id = <prefix>:<resource>:<name>)
+# The instance's own name is its handle on GCP (worker id = <prefix>:<resource>:<name>). An error
+# answer (-f) or one that is not an instance name leaves the id empty, with the reason on stderr:
+# core's worker-identity part then shuts the machine down. GCE_METADATA_HOST is Google's own
+# override of the metadata server's address.
 INSTANCE_ID_SCRIPT = """\
-export SCALER_INSTANCE_ID="$(curl -sS -H 'Metadata-Flavor: Google' \\
-  http://metadata.google.internal/computeMetadata/v1/instance/name)\""""
+gce_metadata="http://${GCE_METADATA_HOST:-metadata.google.internal}/computeMetadata/v1/instance/name"
+if ! SCALER_INSTANCE_ID="$(curl -fsS --retry 4 --retry-delay 1 --retry-connrefused --connect-timeout 5 \\
+  -H 'Metadata-Flavor: Google' "$gce_metadata")"; then
+  echo "clearml-scaler: cannot read this machine's name from the GCE metadata server at $gce_metadata" >&2
+  SCALER_INSTANCE_ID=""
+elif ! [[ "$SCALER_INSTANCE_ID" =~ ^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$ ]]; then
+  echo "clearml-scaler: the GCE metadata server at $gce_metadata answered something that is not an instance name" >&2
+  SCALER_INSTANCE_ID=""
+fi
+export SCALER_INSTANCE_ID"""
 
 
 @hookimpl

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from scaler.config.vault import VaultMerge
 from scaler.engine.render import render_clearml_conf, render_init_script
 from scaler.host import PluginHost
 from scaler.types import RenderContext, Secret, ServerInfo
+from tests.fakes.gce_metadata import FakeGCEMetadata
 from tests.support.cli import run_cli
 
 INSTANCE_ID = "sim-0001"
@@ -312,6 +314,23 @@ def test_no_instance_id_shuts_down_before_starting_anything(host: PluginHost, ma
     result = machine.run(render(host, config, resource))
     assert result.returncode != 0
     assert machine.events() == ["shutdown"]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+@pytest.mark.parametrize("status", [404, 500])
+def test_gcp_metadata_server_error_shuts_down_before_starting_anything(
+    host: PluginHost, machine: Machine, status: int
+) -> None:
+    """The real curl against a metadata server that answers an error: no instance id (never the
+    error page), the reason on stderr, and the machine shuts itself down without an agent."""
+    (machine.bin / "curl").unlink()  # the real one
+    config, resource = make_config(provider="gcp")
+    with FakeGCEMetadata(status=status) as metadata:
+        result = machine.run(render(host, config, resource), GCE_METADATA_HOST=metadata.host)
+    assert machine.events() == ["shutdown"]
+    assert result.returncode != 0
+    assert "cannot read this machine's name from the GCE metadata server" in result.stderr
+    assert "could not determine this machine's instance id; shutting down" in result.stderr
 
 
 # --- user scripts, vault scripts, bashrc ---------------------------------------------------

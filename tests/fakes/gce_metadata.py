@@ -1,0 +1,73 @@
+"""A fake GCE metadata server for tests (standard library only), as the instance-identity
+fragment of the GCP plugin reads it: ``GET /computeMetadata/v1/instance/name`` with the header
+``Metadata-Flavor: Google``. Point the fragment at it with ``GCE_METADATA_HOST=<fake.host>``
+(Google's own override of the metadata server's address).
+
+Knobs (public attributes): ``name`` (the instance name answered), ``status`` (200; anything
+else answers an HTML error page, the way a proxy or an unhealthy server would) and ``body``
+(answered instead of ``name`` when set, e.g. an HTML page with status 200). A request without
+the flavor header gets 403, as on GCE. ``requests`` records each path asked for.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+NAME_PATH = "/computeMetadata/v1/instance/name"
+
+
+class FakeGCEMetadata:
+    def __init__(self, name: str = "scaler-vm-1", status: int = 200, body: str | None = None) -> None:
+        self.name = name
+        self.status = status
+        self.body = body
+        self.requests: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake.requests.append(self.path)
+                if self.headers.get("Metadata-Flavor") != "Google":
+                    self._answer(403, "<html><body>Missing Metadata-Flavor:Google header.</body></html>")
+                elif self.path != NAME_PATH:
+                    self._answer(404, "<html><body>404 Not Found</body></html>")
+                elif fake.status != 200:
+                    self._answer(fake.status, f"<html><body>Error {fake.status} (Server Error)</body></html>")
+                else:
+                    self._answer(200, fake.name if fake.body is None else fake.body)
+
+            def _answer(self, status: int, body: str) -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Metadata-Flavor", "Google")
+                self.send_header("Content-Type", "text/html" if body.startswith("<") else "application/text")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``: the value of ``GCE_METADATA_HOST``."""
+        return f"127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> FakeGCEMetadata:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeGCEMetadata:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
