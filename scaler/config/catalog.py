@@ -21,12 +21,10 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 
 from scaler.config.fields import Field, FieldKind, Section
+from scaler.config.redact import SECRET_NAME
 from scaler.config.sections import CORE_SECTIONS
 
 Path = tuple[str | int, ...]
-
-#: key names that hold secrets when no declaration says otherwise
-SECRET_NAME = re.compile(r"(secret|passw|token|api_?key|private_?key|access_?key)", re.IGNORECASE)
 
 
 def _walk(fields: Sequence[Field], rest: Path) -> Field | None:
