@@ -40,7 +40,14 @@ def init(
         ),
     ] = None,
     git_user: Annotated[str | None, typer.Option(help="Git user of the agents.")] = None,
-    git_token: Annotated[str | None, typer.Option(help="Git token (written as ${?SCALER_GIT_TOKEN}).")] = None,
+    git_token: Annotated[
+        str | None,
+        typer.Option(
+            hidden=True,
+            help="Refused: a secret on the command line stays in the shell history and `ps`; "
+            "export SCALER_GIT_TOKEN or answer the hidden prompt.",
+        ),
+    ] = None,
     docker_image: Annotated[str | None, typer.Option(help="Default docker image of tasks.")] = None,
     resource: Annotated[
         list[str] | None,
@@ -96,8 +103,8 @@ def init(
             "scaler.polling_interval": ("--polling-interval", polling_interval),
         }
         given.update({path: wizard.Given(label, value) for path, (label, value) in flags.items() if value is not None})
-        if git_token is not None:
-            given["scaler.git.password"] = wizard.Given("--git-token", git_token, secret_ok=True)
+        if git_token is not None:  # refused by the wizard with the variable to export instead
+            given["scaler.git.password"] = wizard.Given("--git-token", git_token)
         if ask:
             console.rule(f"clearml-scaler setup: {output}")
         chosen = provider

@@ -167,12 +167,11 @@ def _leaves(fields: Sequence[Field], prefix: ConfigPath) -> list[tuple[ConfigPat
 
 @dataclass
 class Given:
-    """An answer given on the command line, and how (``label``, for messages). A secret is
-    refused unless ``secret_ok`` (``--git-token``, which predates ``--set``)."""
+    """An answer given on the command line, and how (``label``, for messages). A secret given
+    this way is refused: it would stay in the shell history and in ``ps``."""
 
     label: str
     value: Any
-    secret_ok: bool = False
 
 
 @dataclass
@@ -315,24 +314,22 @@ class Wizard:
         return value
 
     def _secret(self, path: ConfigPath, question: Ask | None) -> Any:
-        """A secret: never from the command line (``--git-token`` excepted), asked hidden, written
-        as ``${?ENV}``; a typed value is kept for the env file. ``question`` is ``None`` when the
-        secret is not asked (then it is written only when given)."""
+        """A secret: never from the command line, taken from its environment variable or asked
+        hidden, written as ``${?ENV}``; a typed value is kept for the env file. ``question`` is
+        ``None`` when the secret is not asked (then it is left out)."""
         where = path_str(path)
         env = self.catalog.env_for(path)
         given = self.given.pop(where, None)
-        if given is not None and not given.secret_ok:
+        if given is not None:
             self.errors.append(
                 f"{given.label}: {where} is a secret, and a secret on the command line stays in the shell "
-                f"history: export {env}=… instead (the configuration reads it as ${{?{env}}})"
+                f"history and in `ps`: export {env}=… instead, or answer the hidden prompt "
+                f"(the configuration reads it as ${{?{env}}})"
             )
             return None
-        if given is not None:
-            if given.value:
-                self.secrets[env] = str(given.value)
-        elif question is None:
+        if question is None:
             return None
-        elif env in os.environ:
+        if env in os.environ:
             self.say(f"  {question.question}: taken from ${env} when the scaler runs")
         elif self.interactive:
             value = typer.prompt(question.question, default="", hide_input=True, show_default=False)
@@ -391,7 +388,7 @@ class Wizard:
         self.say("Git credentials the agents clone repositories with")
         git = {f.name: f for f in fleet["git"].fields}
         self.answer(git["user"], ("scaler", "git", "user"), label=self._label(("scaler", "git", "user")))
-        self.answer(git["password"], ("scaler", "git", "password"), label="--git-token")
+        self.answer(git["password"], ("scaler", "git", "password"), label=self._label(("scaler", "git", "password")))
         image = ("scaler", "default_docker_image")
         self.answer(fleet["default_docker_image"], image, label=self._label(image))
 
