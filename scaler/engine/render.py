@@ -13,9 +13,11 @@ after it; what they export reaches the agent.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from scaler.config import redact
 from scaler.types import RenderContext, ScriptPart
 
 if TYPE_CHECKING:
@@ -204,15 +206,28 @@ def core_script_parts(config: Config, resource: Resource, context: RenderContext
     return parts
 
 
+def _for_a_person(config: Config, context: RenderContext) -> Callable[[str], str]:
+    """What a text goes through before it is shown: nothing for a machine; for a person
+    (``reveal_secrets`` false) the masking of free text, which typed secrets alone do not cover
+    (a password inside ``init_script``, a key inside ``extra_clearml_conf``, any plugin's part)."""
+    if context.reveal_secrets:
+        return lambda text: text
+    known = redact.known_secrets(config, context.server)
+    return lambda text: redact.redact(text, known)
+
+
 def render_clearml_conf(host: PluginHost, config: Config, resource: Resource, context: RenderContext) -> str:
-    return "\n".join(host.clearml_conf_parts(config, resource, config.provider_name, context)) + "\n"
+    shown = _for_a_person(config, context)
+    return "\n".join(shown(p) for p in host.clearml_conf_parts(config, resource, config.provider_name, context)) + "\n"
 
 
 def render_init_script(host: PluginHost, config: Config, resource: Resource, context: RenderContext) -> str:
     """The whole init script for ``resource``: every plugin's parts, sorted by order."""
     context = replace(context, clearml_conf=render_clearml_conf(host, config, resource, context))
     parts = host.init_script_parts(config, resource, config.provider_name, context)
+    shown = _for_a_person(config, context)
     body = []
     for part in parts:
-        body.append(part.text if part.order == 100 else f"{comment(f'# --- {part.name} ---')}\n{part.text}")
+        text = shown(part.text)
+        body.append(text if part.order == 100 else f"{comment(f'# --- {part.name} ---')}\n{text}")
     return "\n\n".join(body).rstrip() + "\n"

@@ -595,6 +595,35 @@ def test_masked_rendering_shows_no_secret(host: PluginHost, tmp_path: Path) -> N
     assert "SCALERKEY" not in revealed
 
 
+FREE_TEXT_SECRETS = ("registry-pw-77", "s3-secret-88", "azure-key-99", "vault-token-66", "conf-key-55")
+
+
+def test_masked_rendering_masks_secrets_inside_free_text(host: PluginHost, tmp_path: Path) -> None:
+    """Typed secrets mask themselves; scripts and clearml.conf snippets are free text, masked by
+    shape (and by the configuration's own secret values) when a person reads the script."""
+    config, resource = make_config(
+        scaler={
+            "git": {"user": "bot", "password": SECRETS["git"]},
+            "init_script": f"docker login -u bot -p registry-pw-77 reg.example.com\ngit clone {SECRETS['git']}@x",
+            "extra_clearml_conf": "sdk.aws.s3.secret: s3-secret-88\n"
+            'azure.storage.containers: [{account_name: "acct", account_key: "azure-key-99"}]',
+        },
+        vault_scripts=("export HF_TOKEN=vault-token-66",),
+        vault_conf=('sdk.aws.s3.key = "conf-key-55"',),
+    )
+    masked = render(host, config, resource, reveal=False)
+    for value in (*FREE_TEXT_SECRETS, SECRETS["git"]):
+        assert value not in masked
+    assert "docker login -u bot -p ******** reg.example.com" in masked  # the rest stays readable
+    assert "sdk.aws.s3.secret: ********" in masked and 'account_name: "acct"' in masked
+    bash_n(masked, tmp_path)
+    conf = render_clearml_conf(host, config, resource, RenderContext(SERVER, reveal_secrets=False))
+    assert not any(value in conf for value in FREE_TEXT_SECRETS)
+    # the machine gets every one of them
+    revealed = render(host, config, resource, reveal=True)
+    assert all(value in revealed for value in (*FREE_TEXT_SECRETS, SECRETS["git"]))
+
+
 def test_masked_rendering_of_the_scalers_own_keys(host: PluginHost) -> None:
     config, resource = make_config()
     masked = render(host, config, resource, reveal=False)
