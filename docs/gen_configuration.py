@@ -60,7 +60,7 @@ def kind(field: Field) -> str:
     if field.min is not None:
         limits.append(f"≥ {format_duration(field.min) if field.kind == FieldKind.DURATION else f'{field.min:g}'}")
     if field.max is not None:
-        limits.append(f"≤ {field.max:g}")
+        limits.append(f"≤ {format_duration(field.max) if field.kind == FieldKind.DURATION else f'{field.max:g}'}")
     if field.pattern_hint:
         limits.append(field.pattern_hint)
     if field.env:
@@ -110,9 +110,10 @@ def render() -> str:
         'A configuration is HOCON (JSON is valid HOCON), read with pyhocon: `include "file.conf"` and',
         "`${?ENV_VAR}` substitution work. Check one with `scaler validate-config FILE --provider P`:",
         "every problem is listed at once with its path, and the exit code is 0 (valid), 1 (invalid)",
-        "or 2 (unreadable file).",
+        "or 2 (unreadable file: missing, not a regular file, or larger than 1 MiB).",
         "",
-        "**Durations** accept `30s`, `15m`, `2h`, `1d` or a plain number of minutes.",
+        "**Durations** accept `30s`, `15m`, `2h`, `1d` or a plain number of minutes, up to `365d`",
+        "unless the field's limit is lower.",
         "**Secrets** (`secret string`) are never printed: logs, errors and exports show `********`;",
         "take them from the environment, e.g. `password = ${?SCALER_GIT_TOKEN}`.",
         "",

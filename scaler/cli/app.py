@@ -88,14 +88,19 @@ def load_or_exit(
     provider: str | None,
     vault: Path | None,
     server_vaults: list[tuple[str, str]] | None = None,
+    *,
+    from_task: bool = False,
 ) -> Config:
-    """Load a config for a command that needs a valid one; print every problem otherwise."""
+    """Load a config for a command that needs a valid one; print every problem otherwise.
+    ``from_task``: the file is a ClearML task's configuration, read as data."""
     from scaler.config.loading import ConfigFileError, load_config
 
     if provider is not None:
         host.provider(provider)  # unknown provider → PluginError listing the installed ones
     try:
-        result = load_config(path, host, provider=provider, vault_path=vault, server_vaults=server_vaults or ())
+        result = load_config(
+            path, host, provider=provider, vault_path=vault, server_vaults=server_vaults or (), from_task=from_task
+        )
     except ConfigFileError as exc:
         fail(str(exc), EXIT_UNREADABLE)
     for problem in result.warnings:

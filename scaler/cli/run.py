@@ -132,7 +132,8 @@ def run(
     from scaler.ops.logs import setup_logging
 
     task = clearml_task.attach()  # before logging is set up: the SDK wraps the output streams
-    if task is not None and clearml_task.running_in_agent():
+    from_task = task is not None and clearml_task.running_in_agent()
+    if from_task:
         config, task_vault = clearml_task.config_from_task(task)
         vault = vault or task_vault
     elif config is None:
@@ -150,7 +151,7 @@ def run(
                 "or pass --no-server-vault"
             )
         vaults = found
-    cfg = load_or_exit(host, config, provider, vault, vaults)
+    cfg = load_or_exit(host, config, provider, vault, vaults, from_task=from_task)
     from scaler.clearml.lease import Lease
 
     lease = None if dry_run else Lease(source, cfg.scaler.name, ttl=3 * cfg.scaler.polling_interval)

@@ -29,6 +29,13 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 def parse_duration(value: Any) -> float:
     """Seconds from ``30s``/``15m``/``2h``/``1d``, plain numbers (minutes) or pyhocon's parsed
     duration objects. Raises ``ValueError`` with a message naming what would be valid."""
+    try:
+        return _parse_duration(value)
+    except OverflowError:  # an integer beyond any float (10**400 minutes)
+        return float("inf")
+
+
+def _parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"must be a duration like 30s, 15m, 2h or a number of minutes, got {value!r}")
     if isinstance(value, (int, float)):
@@ -49,6 +56,22 @@ def parse_duration(value: Any) -> float:
             key = "ms" if unit == "ms" else unit[0]
             return number * _UNIT_SECONDS[key]
     raise ValueError(f"must be a duration like 30s, 15m, 2h or a number of minutes, got {value!r}")
+
+
+#: the longest duration any field accepts unless it declares its own ``max`` (a year)
+MAX_DURATION = 365 * 86400.0
+
+
+def _number(number: float) -> str:
+    """``1e+30``; an integer too large for a float (10**400) is described, not converted."""
+    try:
+        return f"{number:g}"
+    except OverflowError:
+        return "a number beyond ±1e+308"
+
+
+def _long_duration(seconds: float) -> str:
+    return format_duration(seconds) if seconds < 1e9 else f"{seconds:.3g}s"
 
 
 def format_duration(seconds: float) -> str:
@@ -298,17 +321,23 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
         if number != number or number in (float("inf"), float("-inf")):
             return bad(f"must be a finite number, got {value!r}")
         if spec.min is not None and number < spec.min:
-            return bad(f"must be ≥ {spec.min:g}, got {number:g}")
+            return bad(f"must be ≥ {spec.min:g}, got {_number(number)}")
         if spec.max is not None and number > spec.max:
-            return bad(f"must be ≤ {spec.max:g}, got {number:g}")
+            return bad(f"must be ≤ {spec.max:g}, got {_number(number)}")
         return number
     if kind == FieldKind.DURATION:
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
             return bad(str(exc))
+        limit = spec.max if spec.max is not None else MAX_DURATION
+        if seconds != seconds or seconds in (float("inf"), float("-inf")):
+            # the value itself is not echoed: a huge one does not even print
+            return bad(f"must be a finite duration (at most {format_duration(limit)})")
         if spec.min is not None and seconds < spec.min:
             return bad(f"must be at least {format_duration(spec.min)}, got {format_duration(seconds)}")
+        if seconds > limit:
+            return bad(f"must be at most {format_duration(limit)}, got {_long_duration(seconds)}")
         return seconds
     if kind == FieldKind.LIST:
         if isinstance(value, str):

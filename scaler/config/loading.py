@@ -4,9 +4,11 @@ building the typed :class:`~scaler.config.model.Config`."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from scaler.config.catalog import Catalog
 from scaler.config.catalog import installed as installed_catalog
+from scaler.config.hocon import AllowSubstitution, Refusal, parse_data
 from scaler.config.model import AgentCredentials, Config, GitSettings, Resource, ScalerSettings
 from scaler.config.validation import check_config
 from scaler.config.vault import VaultMerge, merge_vault
@@ -51,8 +54,24 @@ class LoadResult:
 
 
 def read_text(path: str | Path, what: str = "config file") -> str:
+    """The UTF-8 text of a regular file of at most :data:`MAX_TEXT_BYTES`.
+
+    A FIFO, a device (``/dev/zero``), a socket or a larger file is refused without reading it
+    (the open does not block on a FIFO without a writer).
+    """
     try:
-        return Path(path).read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+            if not stat.S_ISREG(info.st_mode):
+                kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+                raise ConfigFileError(f"{what} {str(path)!r} is {kind}, not a regular file")
+            data = handle.read(MAX_TEXT_BYTES + 1)
+        if len(data) > MAX_TEXT_BYTES:
+            raise ConfigFileError(f"{what} {str(path)!r} is larger than {MAX_TEXT_BYTES // 1024} KiB")
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
         raise ConfigFileError(f"{what} {str(path)!r} does not exist") from None
     except IsADirectoryError:
@@ -65,21 +84,39 @@ def read_text(path: str | Path, what: str = "config file") -> str:
         raise ConfigFileError(f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
 
 
-def parse_hocon(text: str, *, source: str, base_dir: str | Path | None = None) -> tuple[dict[str, Any], list[Problem]]:
+def parse_hocon(
+    text: str,
+    *,
+    source: str,
+    base_dir: str | Path | None = None,
+    data: str = "",
+    allow: AllowSubstitution | None = None,
+) -> tuple[dict[str, Any], list[Problem]]:
     """Parse HOCON (includes and ``${?ENV}`` substitution resolved) into plain nested dicts.
 
-    Syntax errors and unresolved required substitutions come back as problems with a line.
+    ``data`` names text written by someone else (``"a vault"``, ``"a ClearML task's
+    configuration"``): it is parsed as data, every include and substitution refused with its
+    key and line (nothing fetched or read; ``allow`` may accept some substitutions, see
+    :func:`scaler.config.hocon.parse_data`). Syntax errors, unresolved required substitutions,
+    unreadable includes, text over :data:`MAX_TEXT_BYTES` and nesting deeper than
+    :data:`MAX_DEPTH` come back as problems (with a line when known).
     """
+    if len(text) > MAX_TEXT_BYTES:
+        return {}, [Problem(source, f"is larger than {MAX_TEXT_BYTES // 1024} KiB; that is not a configuration")]
     stripped = text.lstrip()
     if stripped.startswith("{"):
         # JSON is valid HOCON with the same meaning (no includes, no substitutions outside strings);
         # json is ~100x faster than pyhocon, which rebuilds its grammar on every parse
         try:
             loaded = json.loads(text)
+        except RecursionError:
+            return {}, [Problem(source, f"nesting is deeper than {MAX_DEPTH} levels")]
         except ValueError:
             pass
         else:
             if isinstance(loaded, dict):
+                if depth(loaded) > MAX_DEPTH:
+                    return {}, [Problem(source, f"nesting is deeper than {MAX_DEPTH} levels")]
                 return _plain(loaded), []
     from pyhocon import ConfigFactory  # imported here: it is slow to import and `--help` must be fast
     from pyhocon.exceptions import ConfigException
@@ -93,7 +130,12 @@ def parse_hocon(text: str, *, source: str, base_dir: str | Path | None = None) -
     if pyparsing is not None:
         parse_errors += (pyparsing.ParseBaseException,)
     try:
-        tree = ConfigFactory.parse_string(text, basedir=str(base_dir) if base_dir else None, resolve=True)
+        if data:
+            tree, refused = parse_data(text, allow=allow)
+            if refused:
+                return {}, [_refusal(source, data, r) for r in refused]
+        else:
+            tree = ConfigFactory.parse_string(text, basedir=str(base_dir) if base_dir else None, resolve=True)
     except parse_errors as exc:
         line = getattr(exc, "lineno", None) or getattr(exc, "line_number", None)
         message = str(getattr(exc, "msg", None) or exc).strip()
@@ -108,12 +150,56 @@ def parse_hocon(text: str, *, source: str, base_dir: str | Path | None = None) -
             message = f"HOCON syntax error: {message.splitlines()[0] if message else exc.__class__.__name__}"
         return {}, [Problem(source, message, line=line if isinstance(line, int) else None)]
     except RecursionError:
-        return {}, [Problem(source, "HOCON nesting is too deep")]
+        return {}, [Problem(source, "nesting is too deep to parse (a configuration nests objects and lists ~5 deep)")]
+    except OSError as exc:  # an include of the operator's own file that cannot be read
+        what = getattr(exc, "filename", None) or getattr(exc, "url", None) or getattr(exc, "reason", None) or ""
+        where = f" {str(what)!r}" if what else ""
+        line = locate_text(text, str(what)) if what else None
+        return {}, [Problem(source, f"include{where} cannot be read: {exc.strerror or exc}", line=line)]
+    except OverflowError:  # e.g. a duration of 10**300 ms
+        return {}, [Problem(source, "holds a number too large to be a duration or a count")]
     except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
         # pyhocon raises plain Python errors on some malformed input
         return {}, [Problem(source, f"cannot be parsed as HOCON: {exc.__class__.__name__}: {exc}")]
     plain = tree.as_plain_ordered_dict() if hasattr(tree, "as_plain_ordered_dict") else tree
+    if depth(plain) > MAX_DEPTH:
+        return {}, [Problem(source, f"nesting is deeper than {MAX_DEPTH} levels")]
     return _plain(plain), []
+
+
+#: the largest configuration or vault text read (pyhocon reads about 25 KB a second)
+MAX_TEXT_BYTES = 1024 * 1024
+#: the deepest nesting of objects and lists accepted (a real configuration has about 5)
+MAX_DEPTH = 64
+
+
+def depth(value: Any) -> int:
+    """How deeply objects and lists nest in ``value`` (a scalar: 0); never recurses."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if level <= MAX_DEPTH:
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _refusal(source: str, data: str, refusal: Refusal) -> Problem:
+    where = f"'{refusal.path}'" if refusal.path else "the top level"
+    kind = "an include" if refusal.what.startswith("include") else "a substitution"
+    return Problem(
+        source,
+        f"{refusal.what} at {where} refused: {data} is data, so {kind} is not allowed "
+        "(nothing was fetched, opened or read from the environment); write the value itself",
+        line=refusal.line,
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -208,16 +294,25 @@ def load_config(
     vault_path: str | Path | None = None,
     vault_text: str | None = None,
     server_vaults: Sequence[tuple[str, str]] = (),
+    from_task: bool = False,
 ) -> LoadResult:
     """Read, merge the vaults, validate through every plugin, and build the typed config.
 
     ``server_vaults`` are ``(description, HOCON text)`` pairs read from the ClearML server;
     they merge first, then the ``--vault`` file (the more explicit source wins).
+    ``from_task``: the file holds a ClearML task's configuration, which anyone who can edit the
+    task may have changed: it is data like a vault, except that a secret field may name its own
+    variable (:func:`own_secret_variables`).
     Raises :class:`ConfigFileError` only when a file cannot be read; everything else is a
     problem in the result, so a caller can show all of them at once.
     """
     text = read_text(path)
-    raw, problems = parse_hocon(text, source=str(path), base_dir=Path(path).resolve().parent)
+    if from_task:
+        raw, problems = parse_hocon(
+            text, source=str(path), data="a ClearML task's configuration", allow=own_secret_variables(host.catalog())
+        )
+    else:
+        raw, problems = parse_hocon(text, source=str(path), base_dir=Path(path).resolve().parent)
     if problems:
         return LoadResult(None, problems)
     result = LoadResult(None, raw=raw)
@@ -249,6 +344,18 @@ def load_config(
     if not result.errors:
         result.config = build_config(raw, provider=provider or "", vault=vault, catalog=host.catalog())
     return result
+
+
+def own_secret_variables(catalog: Catalog) -> AllowSubstitution:
+    """The substitutions a ClearML task's configuration may hold: a secret field naming its own
+    environment variable (``password = ${?SCALER_GIT_TOKEN}`` at ``scaler.git.password``, as
+    ``Catalog.env_for`` says), so secrets stay on the agent's machine. Any other substitution
+    could move a variable of the agent's environment (a cloud key) into user data."""
+
+    def allow(path: tuple[str | int, ...], variable: str, optional: bool) -> bool:
+        return bool(path) and catalog.is_secret(path) and variable == catalog.env_for(path)
+
+    return allow
 
 
 _SUBSTITUTION = re.compile(r"\$\{\??\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}")
@@ -309,7 +416,7 @@ def _apply_vault(
             Problem("vault", "needs --provider to know which auto_scaler.v1.<provider> applies", severity="warning")
         )
         return None, raw
-    vault_tree, parse_problems = parse_hocon(vault_text, source="vault")
+    vault_tree, parse_problems = parse_hocon(vault_text, source="vault", data="a vault")
     if parse_problems:
         for p in parse_problems:
             message = f"{source}: {p.message}"

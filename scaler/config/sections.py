@@ -10,6 +10,11 @@ from scaler.config.fields import Ask, Field, Section
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
 NAME_HINT = "letters, digits, '-', '_' or '.' (up to 63, starting with a letter or digit)"
 
+# Upper bounds keep a typo (an extra zero, 10**30) from validating: far above any real fleet,
+# low enough that the arithmetic of the loop stays exact. Durations have theirs in seconds.
+MAX_PER_RESOURCE = 1000  #: max_instances, max_launch_per_tick
+MAX_FLEET = 10_000  #: max_instances_total
+
 SCALER_FIELDS = (
     Field(
         "name",
@@ -36,6 +41,7 @@ SCALER_FIELDS = (
         "Time between two ticks of the loop.",
         default=30.0,
         min=1,
+        max=3600,
         vault=("polling_interval_time_min",),
         ask=Ask("Check the queues every (e.g. 30s)", default="30s"),
     ),
@@ -45,6 +51,7 @@ SCALER_FIELDS = (
         "An instance whose worker has been idle this long is terminated.",
         default=900.0,
         min=0,
+        max=7 * 86400,
         vault=("max_idle_time_min",),
         ask=Ask("Terminate a machine idle for (e.g. 15m)", default="15m"),
     ),
@@ -54,6 +61,7 @@ SCALER_FIELDS = (
         "An instance with no registered worker this long after launch is terminated (console saved first).",
         default=1200.0,
         min=60,
+        max=86400,
         vault=("max_spin_up_time_min",),
     ),
     Field(
@@ -123,14 +131,29 @@ SCALER_FIELDS = (
     Field(
         "agent_version", "str", "pip requirement spec for clearml-agent on the machines, e.g. `==1.9.3`.", default=""
     ),
-    Field("max_instances_total", "int", "Fleet-wide cap on instances across resources (0 = none).", default=0, min=0),
-    Field("max_hourly_cost", "float", "Fleet-wide cap on summed `price_per_hour` (0 = none).", default=0.0, min=0),
+    Field(
+        "max_instances_total",
+        "int",
+        "Fleet-wide cap on instances across resources (0 = none).",
+        default=0,
+        min=0,
+        max=MAX_FLEET,
+    ),
+    Field(
+        "max_hourly_cost",
+        "float",
+        "Fleet-wide cap on summed `price_per_hour` (0 = none).",
+        default=0.0,
+        min=0,
+        max=1_000_000,
+    ),
     Field(
         "max_launch_per_tick",
         "int",
         "At most this many instances launched per resource per tick (0 = no limit).",
         default=0,
         min=0,
+        max=MAX_PER_RESOURCE,
     ),
 )
 
@@ -160,6 +183,7 @@ RESOURCE_FIELDS = (
         "Never more than this many live instances of this resource.",
         required=True,
         min=1,
+        max=MAX_PER_RESOURCE,
         example="max_instances = 4",
         ask=Ask("Most machines of this resource at once", default=2),
     ),
@@ -177,6 +201,7 @@ RESOURCE_FIELDS = (
         "How long spot capacity errors are retried before launching on-demand instead.",
         default=600.0,
         min=0,
+        max=86400,
     ),
     Field(
         "spot_blackout_period",
@@ -184,6 +209,7 @@ RESOURCE_FIELDS = (
         "After a spot fallback, launch this resource on-demand directly for this long.",
         default=1800.0,
         min=0,
+        max=7 * 86400,
     ),
     Field(
         "price_per_hour",
@@ -191,6 +217,7 @@ RESOURCE_FIELDS = (
         "Price of one instance per hour (for `max_hourly_cost`, status, simulate).",
         default=0.0,
         min=0,
+        max=10_000,
     ),
     Field(
         "docker_image", "str", "Docker image for this resource (default: `scaler.default_docker_image`).", default=""

@@ -7,15 +7,22 @@ plugins declare which fields they set (``Field.vault``; the key map comes from
 over the config, then every ``match`` section whose regex matches the workers prefix
 (``re.search``: the user's anchors decide), in file order, later wins; dict values merge
 deeply. The two text fields accumulate instead, top level first. Pure: no I/O.
+
+A vault is written by someone else, so its regexes run on the ``regex`` engine (the ``re``
+syntax and ``search`` semantics) under a time bound: :data:`MATCH_TIMEOUT` each and
+:data:`MATCH_BUDGET` for all of one vault. A regex that backtracks past it (``(a|aa)+$``)
+is reported with its pattern like one that does not compile.
 """
 
 from __future__ import annotations
 
 import copy
-import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import regex
 
 from scaler.config.fields import suggest
 from scaler.types import Problem
@@ -23,6 +30,10 @@ from scaler.types import Problem
 SCRIPT_KEY = "extra_vm_bash_script"
 CONF_KEY = "extra_clearml_conf"
 MATCH_KEY = "match"
+#: seconds one ``match`` regex may take against the workers prefix
+MATCH_TIMEOUT = 0.1
+#: seconds all the ``match`` regexes of one vault may take together
+MATCH_BUDGET = 1.0
 
 
 @dataclass
@@ -102,25 +113,42 @@ def merge_vault(
     if not isinstance(matches, Mapping):
         result.problems.append(Problem(f"vault.{base_path}.{MATCH_KEY}", "must be an object of regex { ... } sections"))
         matches = {}
+    deadline = time.monotonic() + MATCH_BUDGET
+
+    def unusable(where: str, message: str) -> None:
+        result.problems.append(
+            Problem(
+                where,
+                message + ("; skipped (ignore_vault_parsing_errors)" if ignore_errors else ""),
+                severity="warning" if ignore_errors else "error",
+            )
+        )
+
     for raw_key, body in matches.items():
         pattern = strip_quotes(str(raw_key))
         where = f'vault.{base_path}.{MATCH_KEY}."{pattern}"'
         try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            result.problems.append(
-                Problem(
-                    where,
-                    f"is not a valid regular expression ({exc})"
-                    + ("; skipped (ignore_vault_parsing_errors)" if ignore_errors else ""),
-                    severity="warning" if ignore_errors else "error",
-                )
-            )
+            compiled = regex.compile(pattern)
+        except (regex.error, ValueError, OverflowError, RecursionError) as exc:
+            unusable(where, f"is not a valid regular expression ({exc})")
             continue
         if not isinstance(body, Mapping):
             result.problems.append(Problem(where, "must be an object of settings"))
             continue
-        if regex.search(workers_prefix):
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            hit = compiled.search(workers_prefix, timeout=min(MATCH_TIMEOUT, left))
+        except TimeoutError:
+            unusable(
+                where,
+                f"took too long to match the workers prefix '{workers_prefix}' (over {MATCH_TIMEOUT:g}s for one "
+                f"regex or {MATCH_BUDGET:g}s for all of them: nested repetition such as (a+)+ or (a|aa)+ "
+                "backtracks exponentially); write a simpler regex, e.g. ^prefix$ or ^prefix_.*$",
+            )
+            continue
+        if hit:
             layers.append((where[len("vault.") :], body))
             result.matched.append(pattern)
 

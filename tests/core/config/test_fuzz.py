@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from scaler.cli import app
 from scaler.default_plugins import simulated
 
-# 500 configs + 400 vaults + 125 raw texts = 1,025 generated inputs per CI run; raise for a longer hunt
+# 500 configs + 400 vaults + 125 raw texts + 100 hostile documents = 1,125 generated inputs per CI
+# run; raise for a longer hunt
 EXAMPLES = int(os.environ.get("SCALER_FUZZ_EXAMPLES", "500"))
 runner = CliRunner()
 
@@ -77,6 +78,14 @@ HOSTILE = st.one_of(
             "a=b,,c",
             "k=v=w",
             "../../etc/passwd",
+            # issue 12: numbers and durations past every bound
+            "99999999999999999999s",
+            "1" + "0" * 400 + "ms",
+            "1e400",
+            10**30,
+            -(10**30),
+            1e308,
+            "${?HOME}",
         ]
     ),
     st.lists(st.text(max_size=5), max_size=3),
@@ -203,3 +212,46 @@ def test_fuzzed_hocon_text_never_crashes(world: dict[str, Any], text: str) -> No
     path = world["dir"] / "raw.conf"
     path.write_text(text, encoding="utf-8")
     _check(runner.invoke(app, ["validate-config", str(path)]))
+
+
+# issue 12, finding 9: documents that used to end in "internal error" (exit 70) instead of a
+# clear error: deep nesting (JSON and HOCON), unreadable includes, numbers past every bound
+_NEST = st.integers(min_value=1, max_value=6000)
+HOSTILE_DOCUMENTS = st.one_of(
+    _NEST.map(lambda n: '{"scaler": ' * n + "{}" + "}" * n),
+    _NEST.map(lambda n: "scaler " + "{ a " * n + "}" * n),
+    _NEST.map(lambda n: "resources = " + "[" * n + "]" * n),
+    st.sampled_from(
+        [
+            'include required(file("/missing/scaler.conf"))',
+            'include required("/missing/scaler.conf")',
+            'include required(url("http://127.0.0.1:9/scaler.conf"))',
+            'include "/dev/null"',
+        ]
+    ),
+    st.builds(
+        # over a valid configuration: what validates runs a tick (and sleeps) with that value
+        lambda key, digits, unit: f'include "base.json"\nscaler.{key} = {digits}{unit}',
+        st.sampled_from(
+            ["polling_interval", "max_idle_time", "stuck_timeout", "max_instances_total", "max_hourly_cost"]
+        ),
+        st.integers(min_value=0, max_value=400).map(lambda n: "9" * (n + 1)),
+        st.sampled_from(["", "s", "ms", "m", "h", "d", "w", ".5", "e400"]),
+    ),
+)
+
+
+@settings(max_examples=EXAMPLES // 5, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=HOSTILE_DOCUMENTS)
+def test_hostile_documents_get_a_clear_error(world: dict[str, Any], text: str) -> None:
+    (world["dir"] / "base.json").write_text(_dump(BASE), encoding="utf-8")
+    path = world["dir"] / "hostile.conf"
+    path.write_text(text + "\n", encoding="utf-8")
+    for args in (
+        ["validate-config", str(path), "--provider", "simulated"],
+        ["run", "--provider", "simulated", "--config", str(path), "--once", "--dry-run", "--no-server-vault"],
+    ):
+        result = runner.invoke(app, [*args, "--log-level", "ERROR"] if args[0] == "run" else args)
+        _check(result, (0, 1, 2))
+        assert "internal error" not in result.output
+    assert not world["cloud"].instances
