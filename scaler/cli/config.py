@@ -226,6 +226,12 @@ def import_command(
             "(pass --include-secrets to keep the value)",
             err=True,
         )
+    for path in imported.masked_text:
+        typer.echo(
+            f"warning: {path} holds text the export masked (********): put the secret back, or read it "
+            "from where the machine keeps it",
+            err=True,
+        )
     if output is None:
         typer.echo(imported.text, nl=False)
         return

@@ -3,8 +3,9 @@
 The export holds the configuration file's settings (the vault is not merged in), with
 
 * durations spelled ``30s``/``15m``/``2h`` (the shortest exact form), so they import identically;
-* every secret masked (``********``) unless ``--include-secrets``, and any other string that
-  contains a secret's value masked too;
+* every secret masked (``********``) unless ``--include-secrets``, and in every other string
+  (an init script, a clearml.conf snippet) a secret's value and whatever looks like a secret
+  (``--password …``, ``sdk.aws.s3.secret: …``: :mod:`scaler.config.redact`) masked too;
 * ``env``: every setting whose value came from an environment substitution (``${?VAR}``),
   secrets included even when the variable is unset, so the import writes the same
   substitution back and the imported file reads its secrets from the same place.
@@ -27,6 +28,7 @@ from typing import Any
 from scaler.config.catalog import Catalog, Path, parse_path, path_str
 from scaler.config.catalog import installed as installed_catalog
 from scaler.config.fields import format_duration, parse_duration
+from scaler.config.redact import redact
 from scaler.config.writer import EnvRef, render_config
 from scaler.errors import ConfigError
 from scaler.types import Secret
@@ -34,7 +36,6 @@ from scaler.types import Secret
 FORMAT = "clearml-scaler-config"
 VERSION = 1
 MASK = Secret.MASK
-_MIN_SCRUB = 4  # secret values shorter than this are not searched for inside other strings
 
 
 def _is_duration_object(value: Any) -> bool:
@@ -113,7 +114,7 @@ def export_config(
 
     config = walk(raw, ())
     if not include_secrets:
-        config = _scrub(config, sorted(secret_values, key=len, reverse=True))
+        config = _scrub(config, sorted(secret_values))
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -123,17 +124,14 @@ def export_config(
     }
 
 
-def _scrub(value: Any, secrets: list[str]) -> Any:
-    """Mask secret values wherever else they appear (an init script, a custom launch spec)."""
+def _scrub(value: Any, secrets: list[str], *, shapes: bool = True) -> Any:
+    """Mask secret values wherever else they appear (an init script, a custom launch spec) and,
+    with ``shapes``, whatever looks like a secret in a string (:func:`scaler.config.redact.redact`)."""
     if isinstance(value, Mapping):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
+        return {k: _scrub(v, secrets, shapes=shapes) for k, v in value.items()}
     if isinstance(value, list):
-        return [_scrub(v, secrets) for v in value]
-    if isinstance(value, str):
-        for secret in secrets:
-            if len(secret) >= _MIN_SCRUB and secret in value:
-                value = value.replace(secret, MASK)
-    return value
+        return [_scrub(v, secrets, shapes=shapes) for v in value]
+    return redact(value, secrets, shapes=shapes) if isinstance(value, str) else value
 
 
 @dataclass
@@ -144,6 +142,7 @@ class Imported:
     env: dict[str, str] = field(default_factory=dict)  # secret path -> variable it is read from
     clear_secrets: list[str] = field(default_factory=list)  # secret paths written in clear
     dropped_secrets: list[str] = field(default_factory=list)  # secrets in the export not written
+    masked_text: list[str] = field(default_factory=list)  # other settings holding a masked secret
 
 
 def _set(tree: Any, where: Path, value: Any) -> None:
@@ -211,12 +210,14 @@ def import_config(
             name = str(env.get(text) or catalog.env_for(where))
             result.env[text] = name
             return EnvRef(name)
+        if isinstance(value, str) and MASK in value:
+            result.masked_text.append(path_str(where))
         return value
 
     dropped: set[str] = set()
     tree = walk(tree, ())
-    if dropped:  # a dropped secret does not survive elsewhere either
-        tree = _scrub(tree, sorted(dropped, key=len, reverse=True))
+    if dropped:  # a dropped secret does not survive elsewhere either (a script keeps its text otherwise)
+        tree = _scrub(tree, sorted(dropped), shapes=False)
     for text, name in env.items():
         where = parse_path(str(text))
         if not where or text in result.clear_secrets:

@@ -167,8 +167,9 @@ def _line_at(text: str, offset: int) -> str:
     return text[start : end if end >= 0 else len(text)]
 
 
-def find(text: str, known: Iterable[str] = ()) -> list[Hit]:
-    """Every secret :func:`redact` would mask in ``text``, in order, without overlaps."""
+def find(text: str, known: Iterable[str] = (), *, shapes: bool = True) -> list[Hit]:
+    """Every secret :func:`redact` would mask in ``text``, in order, without overlaps; with
+    ``shapes`` false only the ``known`` values."""
     hits: list[Hit] = []
 
     def add(what: str, start: int, end: int) -> None:
@@ -179,6 +180,8 @@ def find(text: str, known: Iterable[str] = ()) -> list[Hit]:
         while at >= 0:
             add("a secret of the configuration", at, at + len(value))
             at = text.find(value, at + len(value))
+    if not shapes:
+        return _merged(hits)
     for match in _ASSIGNMENT.finditer(text):
         if not is_secret_name(match.group("key")):
             continue
@@ -204,6 +207,10 @@ def find(text: str, known: Iterable[str] = ()) -> list[Hit]:
             add("the password in a URL", match.start("val"), match.end("val"))
     for match in _TOKEN_SHAPES.finditer(text):
         add("a token", match.start("val"), match.end("val"))
+    return _merged(hits)
+
+
+def _merged(hits: list[Hit]) -> list[Hit]:
     hits.sort(key=lambda h: (h.start, -h.end))
     merged: list[Hit] = []
     for hit in hits:
@@ -215,13 +222,13 @@ def find(text: str, known: Iterable[str] = ()) -> list[Hit]:
     return merged
 
 
-def redact(text: str, known: Iterable[str] = ()) -> str:
+def redact(text: str, known: Iterable[str] = (), *, shapes: bool = True) -> str:
     """``text`` with every secret :func:`find` finds replaced by ``********``."""
     if not text:
         return text
     out: list[str] = []
     last = 0
-    for hit in find(text, known):
+    for hit in find(text, known, shapes=shapes):
         out.append(text[last : hit.start])
         out.append(MASK)
         last = hit.end

@@ -221,3 +221,33 @@ def test_import_refuses_what_is_not_an_export(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not JSON" in result.output
     result = runner.invoke(app, ["export", str(tmp_path / "missing.conf")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+FREE_TEXT = """
+scaler {
+  name = "free-text"
+  init_script = "docker login -u bot -p registry-pw-31 reg.example.com\\napt-get install -y htop"
+  extra_clearml_conf = "sdk.aws.s3.secret: s3-secret-42\\nsdk.aws.s3.region: eu-west-1"
+}
+resources = [ { name = "cpu", queue = "cpu", max_instances = 1 } ]
+"""
+
+
+def test_export_masks_secrets_inside_free_text_and_import_says_so(tmp_path: Path) -> None:
+    """A password inside a script or a key inside a clearml.conf snippet is masked like a typed
+    secret; importing such an export says which setting lost its secret."""
+    path = tmp_path / "scaler.conf"
+    path.write_text(FREE_TEXT)
+    text, document = export(path)
+    assert "registry-pw-31" not in text and "s3-secret-42" not in text
+    scaler = document["config"]["scaler"]
+    assert scaler["init_script"] == "docker login -u bot -p ******** reg.example.com\napt-get install -y htop"
+    assert scaler["extra_clearml_conf"] == "sdk.aws.s3.secret: ********\nsdk.aws.s3.region: eu-west-1"
+    _, included = export(path, "--include-secrets")
+    assert "s3-secret-42" in included["config"]["scaler"]["extra_clearml_conf"]
+    exported = tmp_path / "export.json"
+    exported.write_text(text)
+    result = runner.invoke(app, ["import", str(exported), "-o", str(tmp_path / "back.conf")])
+    assert result.exit_code == 0, result.output
+    for setting in ("scaler.init_script", "scaler.extra_clearml_conf"):
+        assert f"warning: {setting} holds text the export masked (********)" in result.output
