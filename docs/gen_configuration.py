@@ -111,6 +111,8 @@ def render() -> str:
         "`${?ENV_VAR}` substitution work. Check one with `scaler validate-config FILE --provider P`:",
         "every problem is listed at once with its path, and the exit code is 0 (valid), 1 (invalid)",
         "or 2 (unreadable file: missing, not a regular file, or larger than 1 MiB).",
+        "A vault and a configuration edited in a ClearML task are data: includes and substitutions",
+        "in them are refused (see [Security](security.md)).",
         "",
         "**Durations** accept `30s`, `15m`, `2h`, `1d` or a plain number of minutes, up to `365d`",
         "unless the field's limit is lower.",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import textwrap
 import threading
 import time
@@ -387,3 +388,29 @@ def test_counts_caps_and_durations_have_upper_bounds(
     problems = {p["path"]: p["message"] for p in json.loads(result.output)["problems"]}
     assert path in problems, problems
     assert problems[path].startswith("must be") and limit in problems[path]
+
+
+# -- docs/reliability.md's Security table counts these tests ----------------------------------
+
+
+def test_the_security_table_counts_what_the_tests_try() -> None:
+    from tests.support import REPO
+
+    text = (REPO / "docs" / "reliability.md").read_text()
+    section = text.split("\n## Security\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and cells[1].replace(",", "").isdigit():
+            rows[cells[0]] = int(cells[1].replace(",", ""))
+    counted = {
+        "Include and substitution forms": len(REFUSED),
+        "Hostile files": len(HOSTILE_FILES),
+        "Values past an upper bound": len(BOUNDS),
+        "A FIFO and `/dev/zero`": 2 * 3 + 1,
+    }
+    for start, count in counted.items():
+        [row] = [n for name, n in rows.items() if name.startswith(start)]
+        assert row == count, start
+    total = re.search(r"\| Hostile inputs tried \| ([\d,]+) \|", section)
+    assert total and int(total.group(1).replace(",", "")) == sum(rows.values())
