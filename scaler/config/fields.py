@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from scaler.config.redact import is_secret_name, redact
 from scaler.types import Problem, Secret
 
 _MISSING: Any = object()
@@ -37,7 +38,7 @@ def parse_duration(value: Any) -> float:
 
 def _parse_duration(value: Any) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"must be a duration like 30s, 15m, 2h or a number of minutes, got {value!r}")
+        raise ValueError(f"must be a duration like 30s, 15m, 2h or a number of minutes, got {shown_value(value)}")
     if isinstance(value, (int, float)):
         return float(value) * 60
     if isinstance(value, datetime.timedelta):
@@ -55,7 +56,7 @@ def _parse_duration(value: Any) -> float:
             number, unit = float(match.group(1)), (match.group(2) or "m")
             key = "ms" if unit == "ms" else unit[0]
             return number * _UNIT_SECONDS[key]
-    raise ValueError(f"must be a duration like 30s, 15m, 2h or a number of minutes, got {value!r}")
+    raise ValueError(f"must be a duration like 30s, 15m, 2h or a number of minutes, got {shown_value(value)}")
 
 
 #: the longest duration any field accepts unless it declares its own ``max`` (a year)
@@ -270,6 +271,29 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+#: what a key or a token looks like: long, no spaces, and mixed-case letters with digits, or
+#: capitals with digits (ClearML and AWS access keys), or long hexadecimal
+_KEY_LIKE = re.compile(
+    r"(?=\S*[a-z])(?=\S*[A-Z])(?=\S*\d)\S{20,}|(?=[A-Z0-9]*\d)(?=[A-Z0-9]*[A-Z])[A-Z0-9]{16,}|[0-9a-fA-F]{32,}"
+)
+_SHOWN_LENGTH = 60
+
+
+def shown_value(value: Any, *, secret: bool = False) -> str:
+    """A wrong value as a message quotes it: ``'terminat'``. Never a secret: for a secret field
+    (``secret``) or a string that looks like a key or a token, only what it is (``a string of 40
+    characters``); otherwise at most 60 characters, with what looks like a secret inside masked
+    (:func:`scaler.config.redact.redact`)."""
+    if isinstance(value, str):
+        if secret or _KEY_LIKE.fullmatch(value):
+            return f"a string of {len(value)} characters"
+        text = redact(value)
+        return repr(text if len(text) <= _SHOWN_LENGTH else text[: _SHOWN_LENGTH - 3] + "...")
+    if secret or not isinstance(value, (bool, int, float)) or value is None:
+        return type_name(value)
+    return repr(value)
+
+
 def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> Any:
     """Normalise one present value; append problems and return _MISSING when invalid."""
 
@@ -278,6 +302,11 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
         return _MISSING
 
     kind = spec.kind
+    secret = kind == FieldKind.SECRET or is_secret_name(spec.name)
+
+    def got(wrong: Any) -> str:
+        return shown_value(wrong, secret=secret)
+
     if kind == FieldKind.ANY:
         return value
     if kind == FieldKind.SECRET and isinstance(value, Secret):
@@ -288,38 +317,38 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
         text = str(value)
         if kind == FieldKind.CHOICE and text not in spec.choices:
             return bad(
-                f"must be one of {', '.join(spec.choices)}, got {text!r}{suggest(text, spec.choices, list_all=False)}"
+                f"must be one of {', '.join(spec.choices)}, got {got(text)}{suggest(text, spec.choices, list_all=False)}"
             )
         if spec.non_empty and not text.strip():
             return bad("must not be empty")
         if spec.pattern and text and not re.fullmatch(spec.pattern, text):
-            return bad(f"must look like {spec.pattern_hint or spec.pattern}, got {text!r}")
+            return bad(f"must look like {spec.pattern_hint or spec.pattern}, got {got(text)}")
         return Secret(text) if kind == FieldKind.SECRET else text
     if kind == FieldKind.BOOL:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
             return value.lower() in ("true", "yes", "on")
-        return bad(f"must be true or false, got {value!r}")
+        return bad(f"must be true or false, got {got(value)}")
     if kind in (FieldKind.INT, FieldKind.FLOAT):
         number: float
         if isinstance(value, bool):
-            return bad(f"must be a number, got {value!r}")
+            return bad(f"must be a number, got {got(value)}")
         if isinstance(value, (int, float)):
             number = value
         elif isinstance(value, str):
             try:
                 number = int(value) if kind == FieldKind.INT else float(value)
             except ValueError:
-                return bad(f"must be {'an integer' if kind == FieldKind.INT else 'a number'}, got {value!r}")
+                return bad(f"must be {'an integer' if kind == FieldKind.INT else 'a number'}, got {got(value)}")
         else:
             return bad(f"must be a number, got {type_name(value)}")
         if kind == FieldKind.INT:
             if isinstance(number, float) and not number.is_integer():
-                return bad(f"must be a whole number, got {value!r}")
+                return bad(f"must be a whole number, got {got(value)}")
             number = int(number)
         if number != number or number in (float("inf"), float("-inf")):
-            return bad(f"must be a finite number, got {value!r}")
+            return bad(f"must be a finite number, got {got(value)}")
         if spec.min is not None and number < spec.min:
             return bad(f"must be ≥ {spec.min:g}, got {_number(number)}")
         if spec.max is not None and number > spec.max:
@@ -353,7 +382,7 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
             text = str(item)
             if spec.pattern and not re.fullmatch(spec.pattern, text):
                 problems.append(
-                    Problem(join(path, index), f"must look like {spec.pattern_hint or spec.pattern}, got {text!r}")
+                    Problem(join(path, index), f"must look like {spec.pattern_hint or spec.pattern}, got {got(text)}")
                 )
                 continue
             items.append(text)

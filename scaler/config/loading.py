@@ -18,6 +18,7 @@ from scaler.config.catalog import Catalog
 from scaler.config.catalog import installed as installed_catalog
 from scaler.config.hocon import AllowSubstitution, Refusal, parse_data
 from scaler.config.model import AgentCredentials, Config, GitSettings, Resource, ScalerSettings
+from scaler.config.redact import redact
 from scaler.config.validation import check_config
 from scaler.config.vault import VaultMerge, merge_vault
 from scaler.errors import ConfigError
@@ -337,10 +338,11 @@ def load_config(
         elif found.line is None and not found.path.startswith("vault"):
             found = Problem(found.path, found.message, found.severity, locate_line(text, found.path))
         result.problems.append(found)
-    # a value that came from the environment may be a secret placed in the wrong key: never echo it
-    hidden = _substituted_values(text, *(body for _, body in sources))
-    if hidden:
-        result.problems = [_redact(p, hidden) for p in result.problems]
+    # a value that came from the environment may be a secret placed in the wrong key, and a plugin's
+    # own check may quote a secret it was given: never echo either (fields quote no secret-looking
+    # value themselves: scaler.config.fields.shown_value)
+    hidden = [*_substituted_values(text, *(body for _, body in sources)), *_secret_values(raw, host.catalog())]
+    result.problems = [_redact(p, hidden) for p in result.problems]
     if not result.errors:
         result.config = build_config(raw, provider=provider or "", vault=vault, catalog=host.catalog())
     return result
@@ -366,10 +368,19 @@ def _substituted_values(*texts: str) -> list[str]:
     return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 
 
+def _secret_values(raw: Any, catalog: Catalog, path: tuple[str | int, ...] = ()) -> list[str]:
+    """The values of the secret settings of a parsed configuration (vaults merged in)."""
+    if isinstance(raw, Mapping):
+        return [v for key, item in raw.items() for v in _secret_values(item, catalog, (*path, str(key)))]
+    if isinstance(raw, list):
+        return [v for index, item in enumerate(raw) for v in _secret_values(item, catalog, (*path, index))]
+    if path and raw not in (None, "") and isinstance(raw, (str, int, float)) and catalog.is_secret(path):
+        return [str(raw)]
+    return []
+
+
 def _redact(problem: Problem, values: list[str]) -> Problem:
-    message = problem.message
-    for value in values:
-        message = message.replace(value, Secret.MASK)
+    message = redact(problem.message, values, shapes=False)
     return problem if message == problem.message else Problem(problem.path, message, problem.severity, problem.line)
 
 

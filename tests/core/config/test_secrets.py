@@ -215,3 +215,47 @@ def test_user_data_sent_to_aws_holds_no_cloud_credentials(ec2_proxy: Any, aws_en
     text = user_data.decode()
     assert "clearml-agent" in text
     assert "testing" not in text.replace("testing-", "")  # the scaler's AWS keys stay out of user data
+
+
+# --- validation messages quote no secret -------------------------------------------------------
+
+AWS_LIKE_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def test_a_secret_pasted_into_the_wrong_field_is_not_quoted(tmp_path: Path, env: dict[str, str]) -> None:
+    """A value that looks like a key or a token is described, not quoted, wherever it was written;
+    a secret of the configuration is masked in any message (here a plugin's own check would
+    quote it); ordinary wrong values are still quoted, so the message still helps."""
+    path = write_config(
+        tmp_path,
+        f'aws.region = "{AWS_LIKE_SECRET}"\n'
+        'scaler.git.password = "plain-pw-4242"\n'
+        'scaler.orphans = "plain-pw-4242"\n'
+        'scaler.polling_interval = "AKIAIOSFODNN7EXAMPLE"\n'
+        'scaler.apply_vault = "maybe"\n',
+    )
+    out = scaler(env, "validate-config", str(path), "--provider", "aws")
+    assert "aws.region (line" in out and "got a string of 40 characters" in out
+    assert "must be one of terminate, keep, got '********'" in out
+    assert "scaler.polling_interval" in out and "got a string of 20 characters" in out
+    assert "must be true or false, got 'maybe'" in out  # nothing secret about it
+    for value in (AWS_LIKE_SECRET, "plain-pw-4242", "AKIAIOSFODNN7EXAMPLE"):
+        assert value not in out
+
+
+def test_a_wrong_value_in_a_secret_field_is_never_quoted() -> None:
+    from scaler.config.fields import Field, check_section
+
+    schema = (
+        Field("api_token", "choice", choices=("a", "b")),  # secret by its name
+        Field("password", "secret", pattern=r"[a-z]+"),
+        Field("mode", "choice", choices=("fast", "slow")),
+    )
+    problems = check_section(
+        {"api_token": "tok-short", "password": "Hunter2!", "mode": "docker login -p s3cr3t"}, schema, "x"
+    ).problems
+    messages = {p.path: p.message for p in problems}
+    assert messages["x.api_token"] == "must be one of a, b, got a string of 9 characters"
+    assert messages["x.password"].endswith("got a string of 8 characters")
+    assert "got 'docker login -p ********'" in messages["x.mode"]  # quoted, its secret masked
+    assert not any(s in str(messages) for s in ("tok-short", "Hunter2!", "s3cr3t"))
