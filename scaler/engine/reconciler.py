@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+from scaler.config import redact
 from scaler.config.fields import format_duration
 from scaler.engine.fleet import WorkerObs, join
 from scaler.engine.policy import (
@@ -299,18 +300,23 @@ class Reconciler:
         except ProviderError as exc:
             log.warning("console output of stuck instance %s unavailable: %s", instance_id, exc)
             return
-        tail = text[-CONSOLE_TAIL:]
+        # the machine's own output: the secrets it was given (its script, its clearml.conf) masked,
+        # terminal control characters shown instead of obeyed
+        tail = redact.machine_output(text[-CONSOLE_TAIL:], redact.known_secrets(self.config, self._render_context()))
         log.warning("console output of stuck instance %s (last %d chars):\n%s", instance_id, len(tail), tail)
 
     # -- launch ----------------------------------------------------------------------------
+
+    def _render_context(self) -> RenderContext:
+        if self._context is None:
+            self._context = RenderContext(self.source.server_info())
+        return self._context
 
     def _script(self, resource_name: str) -> str:
         if resource_name not in self._scripts:
             resource = self.config.resource(resource_name)
             assert resource is not None
-            if self._context is None:
-                self._context = RenderContext(self.source.server_info())
-            self._scripts[resource_name] = render_init_script(self.host, self.config, resource, self._context)
+            self._scripts[resource_name] = render_init_script(self.host, self.config, resource, self._render_context())
         return self._scripts[resource_name]
 
     def _launch(self, decision: Decision, obs: Observation, report: TickReport) -> None:

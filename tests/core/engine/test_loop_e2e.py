@@ -964,6 +964,38 @@ def test_loop_from_hocon_file_and_stuck_machine(loop: Loop, tmp_path: Any, caplo
     assert len(loop.alive("cpu")) == 1
 
 
+def test_a_stuck_machines_console_is_saved_with_its_secrets_masked(
+    loop: Loop, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The console of a stuck machine goes to the log before it is terminated: the secrets the
+    machine was given (git token, the ClearML keys of its clearml.conf) and secrets by shape are
+    masked, and terminal control characters are shown, not obeyed."""
+    token = "ghp_consoleLeak0123456789abcdefABCD"
+    config = build_config(
+        {**loop.raw, "scaler": {**loop.raw["scaler"], "git": {"user": "bot", "password": token}}},
+        provider="simulated",
+    )
+    loop.fake.enqueue("cpu")
+    rec = loop.reconciler(config=config)
+    assert dict(ok(rec.tick()).launched) == {"cpu": 1}
+    [machine] = loop.alive("cpu")
+    machine.console += (
+        f"cloud-init: git clone https://bot:{token}@github.com/org/repo\n"
+        f"cloud-init: api.credentials.secret_key: {loop.fake.secret_key}\n"
+        "+ docker login -u bot -p registry-pw-19 registry.example.com\n"
+        "\x1b[2J\x1b[31mclearml-agent: error\x1b[0m\rcovered\x07\n"
+    )
+    caplog.set_level(logging.WARNING, logger="scaler")
+    loop.clock.advance(1201)
+    assert ok(rec.tick()).terminated == {"stuck": 1}
+    [saved] = [r.getMessage() for r in caplog.records if "console output of stuck instance" in r.getMessage()]
+    for secret in (token, loop.fake.secret_key, "registry-pw-19"):
+        assert secret not in saved
+    assert "docker login -u bot -p ******** registry.example.com" in saved
+    assert "\\x1b[2J\\x1b[31mclearml-agent: error\\x1b[0m\\rcovered\\x07" in saved
+    assert not any(ch in saved for ch in "\x1b\r\x07")
+
+
 def test_an_unchanged_shortage_is_said_once_then_at_debug(loop: Loop, caplog: pytest.LogCaptureFixture) -> None:
     """A queue waiting at max_instances is a state, not news: INFO once, DEBUG while it lasts."""
     rec = loop.reconciler()
