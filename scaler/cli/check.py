@@ -150,7 +150,12 @@ def console_output(
     config: Annotated[Path, typer.Option(help="Configuration file.")],
     vault: Annotated[Path | None, typer.Option(help="Vault file merged over the config.")] = None,
 ) -> None:
-    """Print an instance's console output (boot log)."""
+    """Print an instance's console output (boot log), with the secrets the machine was given
+    masked and terminal control characters shown as escapes."""
+    from scaler.clearml.queues import server_info
+    from scaler.config import redact
+
     host = make_host()
     cfg = load_or_exit(host, config, provider, vault)
-    typer.echo(host.provider(provider).console_output(cfg, instance), nl=False)
+    text = host.provider(provider).console_output(cfg, instance)
+    typer.echo(redact.machine_output(text, redact.known_secrets(cfg, server_info())), nl=False)

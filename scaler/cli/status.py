@@ -43,6 +43,7 @@ def status(
     from rich.console import Console
 
     from scaler.clearml.queues import ClearMLSource
+    from scaler.config import redact
     from scaler.ops.logs import setup_logging
     from scaler.ops.statefile import default_path
     from scaler.ops.status import collect, render
@@ -54,6 +55,7 @@ def status(
     vaults = (source.read_vaults() or []) if server_vault else []
     cfg = load_or_exit(host, config, provider, vault, vaults)
     path = state_file or default_path(cfg.scaler.name)
+    known = redact.known_secrets(cfg, source.server_info())
     # piped or captured: wide enough for instance ids and reasons (a terminal, or COLUMNS, decides otherwise)
     wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
     console = Console(markup=False, highlight=False, width=wide)
@@ -62,6 +64,8 @@ def status(
     try:
         while True:
             snapshot = collect(cfg, chosen, source, state_path=path, actions=actions)
+            # errors, actions and task names are text others wrote: secrets masked, control characters escaped
+            snapshot = redact.shown(snapshot, known)
             ok = snapshot["clearml_ok"] and snapshot["cloud_ok"]
             if fmt is Format.json:
                 typer.echo(json.dumps(snapshot, indent=None if watch else 2))

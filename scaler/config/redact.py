@@ -252,6 +252,19 @@ def machine_output(text: str, known: Iterable[str] = ()) -> str:
     return escape_control(redact(text, known))
 
 
+def shown(value: Any, known: Iterable[str] = ()) -> Any:
+    """``value`` (nested mappings and lists) with every string as :func:`machine_output` shows
+    it: for output made of what others wrote (task names, provider errors, recorded actions)."""
+    known = list(known)
+    if isinstance(value, str):
+        return machine_output(value, known)
+    if isinstance(value, Mapping):
+        return {k: shown(v, known) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [shown(v, known) for v in value]
+    return value
+
+
 def _secrets_in(value: Any, found: set[str]) -> None:
     if isinstance(value, Secret):
         if value:

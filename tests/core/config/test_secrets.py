@@ -259,3 +259,47 @@ def test_a_wrong_value_in_a_secret_field_is_never_quoted() -> None:
     assert messages["x.password"].endswith("got a string of 8 characters")
     assert "got 'docker login -p ********'" in messages["x.mode"]  # quoted, its secret masked
     assert not any(s in str(messages) for s in ("tok-short", "Hunter2!", "s3cr3t"))
+
+
+# --- what others wrote, shown to a person: console output, status ------------------------------
+
+
+def test_console_output_and_status_mask_secrets_and_escape_control_characters(
+    tmp_path: Path, env: dict[str, str], clearml: FakeClearML
+) -> None:
+    """A machine's console and the recorded actions are text the scaler did not write: the
+    secrets the machine was given are masked, terminal escapes are shown, not obeyed."""
+    import json
+
+    clearml.enqueue("cpu")
+    path = write_config(tmp_path)
+    state = tmp_path / "state.json"
+    out = scaler(env, "run", "--provider", "simulated", "--config", str(path), "--once", "--state-file", str(state))
+    assert "launch 1 x cpu" in out
+    cloud = json.loads((tmp_path / "sim.json").read_text())
+    [machine] = cloud["instances"]
+    machine["console"] += (
+        f"cloud-init: git clone https://bot:{SECRETS['SCALER_GIT_TOKEN']}@github.com/org/repo\n"
+        f"cloud-init: secret_key: {SECRETS['SCALER_AGENT_SECRET_KEY']}\n"
+        "+ docker login -u bot -p registry-pw-7781 registry.example.com\n"
+        "\x1b]0;owned\x07\x1b[2Jcleared\rover\n"
+    )
+    (tmp_path / "sim.json").write_text(json.dumps(cloud))
+    shown = scaler(env, "console-output", machine["id"], "--provider", "simulated", "--config", str(path))
+    assert "docker login -u bot -p ******** registry.example.com" in shown
+    assert "\\x1b]0;owned\\x07\\x1b[2Jcleared\\rover" in shown and "\x1b" not in shown
+    assert "registry-pw-7781" not in shown
+    assert_clean(shown, "console-output")
+
+    recorded = json.loads(state.read_text())
+    recorded["actions"].append(
+        {"at": recorded["actions"][-1]["at"], "action": f"note {SECRETS['SCALER_GIT_TOKEN']} \x1b[31mred\x1b[0m"}
+    )
+    state.write_text(json.dumps(recorded))
+    for fmt in ("text", "json"):
+        status = scaler(
+            env, "status", "--provider", "simulated", "--config", str(path), "--state-file", str(state), "--format", fmt
+        )
+        assert "launch 1 x cpu" in status
+        assert "\x1b" not in status and "red" in status
+        assert_clean(status, f"status --format {fmt}")
