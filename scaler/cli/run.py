@@ -98,6 +98,14 @@ def run(
         ),
     ] = None,
     docker: Annotated[str | None, typer.Option(help="With --remote: docker image the agent runs the task in.")] = None,
+    upload_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--upload-secrets",
+            help="With --remote: store secrets written in clear in the configuration or vault file in the task "
+            "anyway (anyone who can open the task reads them; default: refuse).",
+        ),
+    ] = False,
 ) -> None:
     """Run the loop: launch machines for waiting tasks, terminate idle ones.
 
@@ -120,6 +128,7 @@ def run(
             project=project,
             packages=package,
             docker=docker,
+            upload_secrets=upload_secrets,
             args=_remote_args(provider, dry_run, log_format.value, metrics_port, metrics_host),
             log_level=log_level,
         )
@@ -190,6 +199,7 @@ def _run_remote(
     project: str,
     packages: list[str] | None,
     docker: str | None,
+    upload_secrets: bool,
     args: list[str],
     log_level: str,
 ) -> None:
@@ -197,7 +207,12 @@ def _run_remote(
     from scaler.config.loading import read_text
 
     host = make_host()
-    cfg = load_or_exit(host, config, provider, vault)  # the task's configuration must be valid here already
+    # the task's configuration must load here as it will on the agent: as data, each secret at most
+    # a reference to its own variable
+    cfg = load_or_exit(host, config, provider, vault, from_task=True)
+    config_text = read_text(config)
+    vault_text = read_text(vault, "vault file") if vault is not None else None
+    variables = _check_secrets_stay(host, provider, config, config_text, vault, vault_text, project, upload_secrets)
     info = host.plugins[provider]
     if packages is None:
         packages = [f"clearml-scaler=={__version__}"]
@@ -207,8 +222,8 @@ def _run_remote(
         task = create_task(
             name=cfg.scaler.name,
             provider=provider,
-            config_text=read_text(config),
-            vault_text=read_text(vault, "vault file") if vault is not None else None,
+            config_text=config_text,
+            vault_text=vault_text,
             args=args,
             project=project,
             queue=queue,
@@ -225,3 +240,57 @@ def _run_remote(
         typer.echo("  (no web link: the server did not say where its web UI is)")
     typer.echo("  configuration: the task's configuration object 'scaler' (edit it in the UI, then restart the task)")
     typer.echo("  log level: the task's user property 'log_level' (read every tick)")
+    if variables:
+        typer.echo(
+            f"  secrets: {', '.join(variables)}, read on the agent (set them in the environment of the agent "
+            f"serving '{queue}', or in your ClearML vault)"
+        )
+
+
+def _check_secrets_stay(
+    host: Any,
+    provider: str,
+    config: Path,
+    config_text: str,
+    vault: Path | None,
+    vault_text: str | None,
+    project: str,
+    upload_secrets: bool,
+) -> list[str]:
+    """Refuse (exit 1, nothing created) to store a secret written in clear in the task, unless
+    ``--upload-secrets``, which stores it with a warning. Returns the variables the secret
+    fields name (read on the agent)."""
+    from scaler.config.catalog import parse_path
+    from scaler.config.exporting import substitutions
+    from scaler.config.loading import parse_hocon
+    from scaler.config.upload import secrets_in_config, secrets_in_vault
+
+    catalog = host.catalog()
+    raw, _ = parse_hocon(config_text, source=str(config))  # it loaded as data already: no include in it
+    references = substitutions(config_text)
+    found = secrets_in_config(raw, references, catalog, provider)
+    variables = sorted({name for where, name in references.items() if catalog.is_secret(parse_path(where))})
+    if vault is not None and vault_text is not None:
+        tree, _ = parse_hocon(vault_text, source=str(vault), data="a vault")
+        found += secrets_in_vault(tree, catalog, provider, str(vault))
+    if not found:
+        return variables
+    where = ", ".join(dict.fromkeys(item.where for item in found))
+    if upload_secrets:
+        typer.echo(
+            f"warning: --upload-secrets: the task stores {len(found)} secret(s) in clear ({where}); anyone who "
+            f"can open project '{project}' can read them",
+            err=True,
+        )
+        return variables
+    lines = [
+        f"--remote would store secrets in clear in the task, where anyone who can open project '{project}' "
+        "reads them; nothing was created:"
+    ]
+    lines += [f"  {item.where}: {item.what}; {item.advice(provider)}" for item in found]
+    lines.append(
+        "Secrets stay on the machine that runs the task: in the environment of the clearml-agent that runs it, "
+        "or in your ClearML vault, which the scaler reads there (docs/operating.md). "
+        "--upload-secrets stores them in the task anyway."
+    )
+    fail("\n".join(lines))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scaler.config.catalog import Catalog
+from scaler.config.catalog import Catalog, parse_path
 from scaler.config.catalog import installed as installed_catalog
 from scaler.config.hocon import AllowSubstitution, Refusal, parse_data
 from scaler.config.model import AgentCredentials, Config, GitSettings, Resource, ScalerSettings
@@ -195,10 +195,15 @@ def depth(value: Any) -> int:
 def _refusal(source: str, data: str, refusal: Refusal) -> Problem:
     where = f"'{refusal.path}'" if refusal.path else "the top level"
     kind = "an include" if refusal.what.startswith("include") else "a substitution"
+    fix = "write the value itself"
+    catalog = installed_catalog()
+    path = parse_path(refusal.path) if refusal.path else ()
+    if kind == "a substitution" and path and catalog.is_secret(path):
+        fix = f"a secret may name only its own variable there: ${{?{catalog.env_for(path)}}}"
     return Problem(
         source,
         f"{refusal.what} at {where} refused: {data} is data, so {kind} is not allowed "
-        "(nothing was fetched, opened or read from the environment); write the value itself",
+        f"(nothing was fetched, opened or read from the environment); {fix}",
         line=refusal.line,
     )
 
