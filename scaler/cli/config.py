@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,9 @@ from scaler.cli.app import (
     make_host,
 )
 from scaler.errors import ConfigError
+
+if TYPE_CHECKING:
+    from scaler.host import PluginHost
 
 
 @app.command()
@@ -188,38 +191,101 @@ def export_command(
 
 @app.command("import")
 def import_command(
-    file: Annotated[Path, typer.Argument(help="JSON written by `scaler export` (- for stdin).")],
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A `scaler export` JSON (- for stdin), or ClearML's autoscaler configuration "
+            "(aws_autoscaler.yaml: hyper_params + configurations, YAML or JSON)."
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="HOCON file to write (default: stdout).")
+    ] = None,
+    from_task: Annotated[
+        str | None,
+        typer.Option(
+            "--from-task",
+            metavar="TASK_ID",
+            help="Read ClearML's autoscaler configuration from its task (hyper-parameters and configuration "
+            "objects) on the ClearML server instead of a file.",
+        ),
     ] = None,
     include_secrets: Annotated[
         bool,
         typer.Option(
             "--include-secrets",
-            help="Write secrets present in the export in clear (file mode 600); default: as ${?VAR} substitutions.",
+            help="Write secrets present in the export in clear (file mode 600); default: as ${?VAR} substitutions. "
+            "Secrets of ClearML's configuration always go to the env file.",
         ),
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
-    provider: Annotated[str | None, typer.Option(help="Validate the result for this provider.")] = None,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(help="Where the secrets of ClearML's configuration are written (default: OUTPUT with .env)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            help="Validate the result for this provider; for ClearML's configuration, the provider it maps onto "
+            "(default: the installed provider that declares its keys)."
+        ),
+    ] = None,
 ) -> None:
-    """Turn an exported JSON configuration back into a commented HOCON file."""
-    from scaler.config.exporting import import_config
-    from scaler.config.loading import ConfigFileError, load_config, read_text
-    from scaler.config.paths import write_private
+    """Turn an exported JSON configuration, or ClearML's own autoscaler configuration (its YAML file
+    or its task), into a commented HOCON file.
 
+    Exit codes: 0 imported and valid; 1 invalid result or input; 2 unreadable input."""
+    from scaler.config.clearml_import import is_clearml_autoscaler, parse_text
+    from scaler.config.loading import ConfigFileError, read_text
+
+    if (file is None) == (from_task is None):
+        fail("give a FILE or --from-task TASK_ID (one of them)", 2)
+    host = make_host()
+    if from_task is not None:
+        _import_clearml_task(host, from_task, output, env_file, force, provider)
+        return
+    assert file is not None
     try:
         text = sys.stdin.read() if str(file) == "-" else read_text(file, "export file")
     except ConfigFileError as exc:
         fail(str(exc), EXIT_UNREADABLE)
     try:
         document = json.loads(text)
-    except ValueError as exc:
-        fail(f"{file}: not JSON: {exc}", EXIT_UNREADABLE)
-    host = make_host()
+    except ValueError:
+        try:
+            document = parse_text(text, str(file))
+        except ConfigError as exc:
+            fail(f"{file}: not JSON (a `scaler export`) nor ClearML's autoscaler YAML: {exc}", EXIT_UNREADABLE)
+        if not is_clearml_autoscaler(document):
+            fail(
+                f"{file}: not JSON (a `scaler export`), and not ClearML's autoscaler configuration "
+                "(hyper_params and configurations) either",
+                EXIT_UNREADABLE,
+            )
+    if is_clearml_autoscaler(document):
+        _import_clearml(host, document, [], str(file), output, env_file, force, provider)
+        return
+    _import_export(host, document, str(file), output, include_secrets, force, provider)
+
+
+def _import_export(
+    host: PluginHost,
+    document: Any,
+    source: str,
+    output: Path | None,
+    include_secrets: bool,
+    force: bool,
+    provider: str | None,
+) -> None:
+    """Today's import: a `scaler export` document back to HOCON."""
+    from scaler.config.exporting import import_config
+    from scaler.config.loading import load_config
+    from scaler.config.paths import write_private
+
     try:
-        imported = import_config(document, include_secrets=include_secrets, source=str(file), catalog=host.catalog())
+        imported = import_config(document, include_secrets=include_secrets, source=source, catalog=host.catalog())
     except ConfigError as exc:
-        fail(f"{file}: {exc}", EXIT_INVALID)
+        fail(f"{source}: {exc}", EXIT_INVALID)
     for path in imported.dropped_secrets:
         typer.echo(
             f"warning: {path} was in the export in clear; written as ${{?{imported.env[path]}}} "
@@ -246,8 +312,127 @@ def import_command(
     for problem in result.problems:
         typer.echo(("error: " if problem.severity == "error" else "") + problem.render(), err=True)
     state = "valid" if not result.errors else f"invalid ({len(result.errors)} error(s))"
-    typer.echo(f"imported {file} to {output}: {state}", err=True)
+    typer.echo(f"imported {source} to {output}: {state}", err=True)
     if imported.env:
         typer.echo("secrets are read from: " + ", ".join(sorted(set(imported.env.values()))), err=True)
+    if result.errors:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _import_clearml_task(
+    host: PluginHost, task_id: str, output: Path | None, env_file: Path | None, force: bool, provider: str | None
+) -> None:
+    from scaler.clearml.autoscaler_task import read_autoscaler_task
+    from scaler.config.clearml_import import document_from_task
+    from scaler.errors import ScalerError
+
+    try:
+        name, hyperparams, configuration = read_autoscaler_task(task_id)
+    except ScalerError as exc:
+        fail(str(exc))
+    try:
+        document, entries = document_from_task(hyperparams, configuration)
+    except ConfigError as exc:
+        fail(f"task {task_id}: {exc}", EXIT_INVALID)
+    if not document:
+        fail(
+            f"task {task_id} ({name!r}) holds no ClearML autoscaler configuration: no hyper-parameters of section "
+            "'General' and no configuration object 'General'",
+            EXIT_INVALID,
+        )
+    _import_clearml(host, document, entries, f"task {task_id} ({name!r})", output, env_file, force, provider)
+
+
+def _import_clearml(
+    host: PluginHost,
+    document: Any,
+    entries: list[Any],
+    source: str,
+    output: Path | None,
+    env_file: Path | None,
+    force: bool,
+    provider: str | None,
+) -> None:
+    """ClearML's autoscaler configuration to HOCON, its secrets to a private env file, and the report."""
+    from scaler.config.clearml_import import guess_provider, import_clearml, report_lines
+    from scaler.config.loading import load_config
+    from scaler.config.paths import write_private
+    from scaler.config.wizard import env_file_text
+    from scaler.config.writer import render_config
+
+    catalog = host.catalog()
+    if provider is None:
+        provider = guess_provider(document, catalog)
+        if provider is None:
+            fail(f"{source}: cannot tell which provider its keys are for; pass --provider", 2)
+    else:
+        host.provider(provider)  # an unknown provider is reported with the installed ones
+    try:
+        imported = import_clearml(document, catalog, provider, entries)
+    except ConfigError as exc:
+        fail(f"{source}: {exc}", EXIT_INVALID)
+    header = (
+        f"clearml-scaler configuration for provider '{provider}', imported from ClearML's autoscaler "
+        f"configuration ({source}) by `scaler import`."
+    )
+    if imported.secrets:
+        header += "\nSecrets are read from the environment: " + ", ".join(sorted(imported.secrets))
+    text = render_config(imported.tree, header=header, catalog=catalog)
+    secrets_path = None
+    if imported.secrets:
+        secrets_path = env_file or (output.with_suffix(".env") if output is not None else None)
+    for path in (output, secrets_path):
+        if path is not None and path.exists() and not force:
+            fail(f"{path} exists; pass --force to overwrite it")
+    for line in report_lines(imported):
+        typer.echo(line, err=True)
+    if output is None:
+        typer.echo(text, nl=False)
+    elif imported.secret_in_text:
+        write_private(output, text)  # a secret's value is in a script or text of it: not for others to read
+        typer.echo(
+            f"warning: {', '.join(imported.secret_in_text)} hold(s) a secret's value in clear; {output} is written "
+            "readable by its owner only (mode 600); move the value into an environment variable",
+            err=True,
+        )
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    if secrets_path is not None:
+        write_private(secrets_path, env_file_text(imported.secrets, "scaler import"))
+    elif imported.secrets:
+        typer.echo(
+            "warning: the secrets were written nowhere (no --output or --env-file); provide "
+            + ", ".join(sorted(imported.secrets))
+            + " in the environment",
+            err=True,
+        )
+    if output is None:
+        return
+    saved = {name: os.environ.get(name) for name in imported.secrets}
+    os.environ.update(imported.secrets)  # checked as it will run: with its secrets in the environment
+    try:
+        result = load_config(output, host, provider=provider)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    for problem in result.problems:
+        typer.echo(("error: " if problem.severity == "error" else "") + problem.render(), err=True)
+    state = "valid" if not result.errors else f"invalid ({len(result.errors)} error(s))"
+    count = len(imported.tree.get("resources") or [])
+    typer.echo(f"imported {source} to {output}: {state} (provider {provider}, {count} resource(s))", err=True)
+    if secrets_path is not None:
+        typer.echo(f"secrets: {secrets_path} (mode 600); load them before running the scaler:", err=True)
+        typer.echo(f"  set -a; . {secrets_path}; set +a", err=True)
+    typer.echo(f"next: scaler run --provider {provider} --config {output} --once --dry-run", err=True)
+    typer.echo(
+        f"then (docs/migrating-from-clearml.md): stop ClearML's autoscaler, and take over its machines with "
+        f"scaler adopt --provider {provider} --config {output} --from-prefix "
+        f"{imported.tree.get('scaler', {}).get('workers_prefix', 'dynamic_worker')}",
+        err=True,
+    )
     if result.errors:
         raise typer.Exit(EXIT_INVALID)

@@ -159,6 +159,10 @@ class Field:
     #: ClearML vault keys (``auto_scaler.v1.<provider> { <key> = … }``) that set this field;
     #: top-level section fields only (a vault sets fleet-wide settings, not one resource's)
     vault: tuple[str, ...] = ()
+    #: keys of a resource in ClearML's own autoscaler configuration
+    #: (``configurations.resource_configurations.<name> { <key> = … }``) that set this resource
+    #: field, for ``scaler import``; resource fields only (top-level settings map through ``vault``)
+    clearml: tuple[str, ...] = ()
     #: the ``scaler init`` question for a field worth asking (empty: not asked, default taken);
     #: an :class:`Ask` for a conditional question, a proposed answer or a ``--resource`` key
     ask: str | Ask = ""

@@ -187,12 +187,13 @@ RESOURCE_FIELDS = (
         example="max_instances = 4",
         ask=Ask("Most machines of this resource at once", default=2),
     ),
-    Field("cpu_only", "bool", "Run the agent with `--cpu-only` (no GPUs).", default=False),
+    Field("cpu_only", "bool", "Run the agent with `--cpu-only` (no GPUs).", default=False, clearml=("cpu_only",)),
     Field(
         "spot",
         "bool",
         "Launch spot/preemptible instances (falls back to on-demand on capacity errors).",
         default=False,
+        clearml=("is_spot",),
         ask="Spot instances?",
     ),
     Field(

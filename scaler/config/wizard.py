@@ -617,7 +617,8 @@ def _env_refs(value: Any) -> list[EnvRef]:
     return []
 
 
-def env_file_text(secrets: Mapping[str, str]) -> str:
-    lines = ["# secrets for clearml-scaler (written by `scaler init`); keep this file private", ""]
+def env_file_text(secrets: Mapping[str, str], written_by: str = "scaler init") -> str:
+    """The env file of ``secrets`` (``NAME=value``, shell-quoted: ``set -a; . FILE; set +a``)."""
+    lines = [f"# secrets for clearml-scaler (written by `{written_by}`); keep this file private", ""]
     lines += [f"{name}={shlex.quote(value)}" for name, value in sorted(secrets.items())]
     return "\n".join(lines) + "\n"

@@ -125,6 +125,8 @@ def _block_devices(base: Mapping[str, Any], ebs: Mapping[str, Any]) -> list[dict
         volume["Throughput"] = int(ebs["throughput"])
     if ebs.get("encrypted"):
         volume["Encrypted"] = True
+    if ebs.get("snapshot_id"):
+        volume["SnapshotId"] = str(ebs["snapshot_id"])
     root = {"DeviceName": str(ebs["device"]), "Ebs": volume}
     mappings: list[dict[str, Any]] = []
     merged = False
@@ -193,6 +195,8 @@ def build_request(
         request["IamInstanceProfile"] = {"Arn": profile} if profile.startswith("arn:") else {"Name": profile}
     if r.get("key_name"):
         request["KeyName"] = r["key_name"]
+    if r.get("monitoring"):
+        request["Monitoring"] = {"Enabled": True}
 
     groups = list(r.get("security_group_ids") or [])
     interfaces = request.get("NetworkInterfaces")

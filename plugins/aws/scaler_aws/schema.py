@@ -82,7 +82,7 @@ AWS_SECTION = (
         "AWS access key id (overrides the credential chain).",
         default="",
         env="AWS_ACCESS_KEY_ID",
-        vault=("aws_access_key_id", "cloud_credentials_key"),
+        vault=("aws_access_key_id", "aws_credentials_key_id", "cloud_credentials_key"),
         ask=Ask("AWS access key id (hidden)", when=_with_keys),
     ),
     Field(
@@ -160,6 +160,7 @@ EBS_SECTION = (
         default="/dev/sda1",
         pattern=r"/dev/[a-z0-9]+",
         pattern_hint="a device like /dev/sda1 or /dev/xvda",
+        clearml=("ebs_device_name",),
     ),
     Field(
         "size_gb",
@@ -168,6 +169,7 @@ EBS_SECTION = (
         default=100,
         min=8,
         max=65536,
+        clearml=("ebs_volume_size",),
         ask=Ask("Root volume size (GiB)", key="disk"),
     ),
     Field(
@@ -176,6 +178,16 @@ EBS_SECTION = (
         "EBS volume type.",
         default="gp3",
         choices=("gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"),
+        clearml=("ebs_volume_type",),
+    ),
+    Field(
+        "snapshot_id",
+        "str",
+        "EBS snapshot the root volume is created from (empty: the AMI's); `size_gb` must be at least its size.",
+        default="",
+        pattern=r"snap-([0-9a-f]{8}|[0-9a-f]{17})",
+        pattern_hint="snap- followed by 8 or 17 hex digits",
+        clearml=("ebs_snapshot_id",),
     ),
     Field("iops", "int", "Provisioned IOPS (gp3, io1, io2).", default=0, min=0),
     Field("throughput", "int", "Throughput in MiB/s (gp3).", default=0, min=0),
@@ -191,6 +203,7 @@ AWS_RESOURCE_SECTION = (
         pattern=r"[a-z][a-z0-9-]*\.[a-z0-9-]+",
         pattern_hint="an instance type like g5.xlarge",
         example='instance_type = "g5.xlarge"',
+        clearml=("instance_type",),
         ask=Ask("EC2 instance type (e.g. g5.xlarge)", key="instance_type"),
     ),
     Field(
@@ -201,6 +214,7 @@ AWS_RESOURCE_SECTION = (
         pattern=r"ami-([0-9a-f]{8}|[0-9a-f]{17})",
         pattern_hint="ami- followed by 8 or 17 hex digits",
         example='ami_id = "ami-0abcdef1234567890"',
+        clearml=("ami_id",),
         ask=Ask("AMI id (with docker and python3)", key="image"),
     ),
     Field(
@@ -210,11 +224,12 @@ AWS_RESOURCE_SECTION = (
         default="",
         pattern=REGION + r"[a-z]",
         pattern_hint="a zone like us-east-1b",
+        clearml=("availability_zone",),
         ask=Ask("Availability zone (empty: any)", key="zone"),
     ),
-    Field("tags", "str", "Extra tags, 'k=v,k2=v2'.", default="", check=check_tags),
+    Field("tags", "str", "Extra tags, 'k=v,k2=v2'.", default="", check=check_tags, clearml=("tags",)),
     Field("ebs", "section", "Root volume.", fields=EBS_SECTION),
-    Field("key_name", "str", "EC2 key pair for SSH.", default=""),
+    Field("key_name", "str", "EC2 key pair for SSH.", default="", clearml=("key_name",)),
     Field(
         "security_group_ids",
         "list",
@@ -222,6 +237,7 @@ AWS_RESOURCE_SECTION = (
         default=[],
         pattern=r"sg-([0-9a-f]{8}|[0-9a-f]{17})",
         pattern_hint="sg- followed by 8 or 17 hex digits",
+        clearml=("security_group_ids",),
     ),
     Field(
         "subnet_ids",
@@ -238,6 +254,7 @@ AWS_RESOURCE_SECTION = (
         default="",
         pattern=r"subnet-([0-9a-f]{8}|[0-9a-f]{17})",
         pattern_hint="subnet- followed by 8 or 17 hex digits",
+        clearml=("subnet_id",),
     ),
     Field(
         "iam_instance_profile",
@@ -246,7 +263,20 @@ AWS_RESOURCE_SECTION = (
         default="",
         check=check_profile,
     ),
-    Field("custom_launch_spec", "dict", "Merged over aws.custom_launch_spec for this resource.", default={}),
+    Field(
+        "custom_launch_spec",
+        "dict",
+        "Merged over aws.custom_launch_spec for this resource.",
+        default={},
+        clearml=("extra_configurations",),
+    ),
+    Field(
+        "monitoring",
+        "bool",
+        "Detailed CloudWatch monitoring of the instances (RunInstances `Monitoring`).",
+        default=False,
+        clearml=("enable_monitoring",),
+    ),
     Field(
         "spot_max_price",
         "str",

@@ -6,6 +6,8 @@ Google libraries are imported inside functions only: ``scaler --help`` and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -76,6 +78,7 @@ class Settings:
 
     project: str = ""
     credentials_file: str = ""
+    credentials_json: str = field(default="", repr=False)  # a service account key's content (a secret)
     api_endpoint: str = ""
     operation_timeout: float = 60.0
     emulator: str = ""
@@ -88,11 +91,19 @@ class Settings:
         return self.api_endpoint
 
 
+def _reveal(value: Any) -> str:
+    """The text of a secret setting (a :class:`~scaler.api.Secret` once normalised)."""
+    if value is None:
+        return ""
+    return str(value.reveal() if hasattr(value, "reveal") else value)
+
+
 def settings_of(config: Config) -> Settings:
     values = config.provider_settings  # normalised by core (scaler_gcp.schema.SECTION)
     return Settings(
         project=str(values.get("project") or ""),
         credentials_file=os.path.expanduser(str(values.get("credentials_file") or "")),
+        credentials_json=_reveal(values.get("credentials_json")),
         api_endpoint=str(values.get("api_endpoint") or "").rstrip("/"),
         operation_timeout=float(values.get("operation_timeout") or 60.0),
         emulator=os.environ.get(EMULATOR_ENV, "").strip(),
@@ -162,7 +173,10 @@ def reset_sessions() -> None:
 def session_for(config: Config) -> Session:
     """The cached session for this config's endpoint, credentials file and project."""
     settings = settings_of(config)
-    key = (settings.endpoint, settings.credentials_file if not settings.emulator else "<anonymous>", settings.project)
+    who = settings.credentials_file
+    if settings.credentials_json:  # the key's content: cached by its digest, not kept in the key
+        who = "json:" + hashlib.sha256(settings.credentials_json.encode()).hexdigest()
+    key = (settings.endpoint, who if not settings.emulator else "<anonymous>", settings.project)
     with _lock:
         found = _sessions.get(key)
         if found is not None:
@@ -192,6 +206,19 @@ def _credentials(settings: Settings) -> tuple[Any, str, str]:
         return AnonymousCredentials(), "", f"anonymous credentials (emulator at {settings.endpoint})"
     from google.auth import exceptions as gauth_exc
 
+    if settings.credentials_json:
+        from google.oauth2 import service_account
+
+        try:
+            info = json.loads(settings.credentials_json)
+            creds = service_account.Credentials.from_service_account_info(info, scopes=[CLOUD_PLATFORM_SCOPE])
+        except (ValueError, KeyError, TypeError, gauth_exc.GoogleAuthError) as exc:
+            raise AuthError(
+                f"gcp.credentials_json is not a usable service account JSON key ({type(exc).__name__})",
+                code="CredentialsJson",
+            ) from None
+        email = getattr(creds, "service_account_email", "") or "?"
+        return creds, str(getattr(creds, "project_id", "") or ""), f"service account {email} (gcp.credentials_json)"
     if settings.credentials_file:
         from google.oauth2 import service_account
 

@@ -41,8 +41,14 @@ def scaler_config_sections() -> list[Section]:
 
 
 @hookimpl
-def scaler_validate_config(resources: list[ResourceSettings]) -> list[Problem]:
+def scaler_validate_config(settings: dict[str, Any], resources: list[ResourceSettings]) -> list[Problem]:
     problems: list[Problem] = []
+    if settings.get("credentials_file") and settings.get("credentials_json"):
+        problems.append(
+            Problem(
+                "gcp.credentials_json", "set either credentials_file or credentials_json (the key's content), not both"
+            )
+        )
     for resource in resources:
         problems += _cross_checks(resource.settings, resource.common, resource.path)
     return problems

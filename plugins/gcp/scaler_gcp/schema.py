@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,20 @@ def check_network_tags(value: list[str]) -> str | None:
     return None
 
 
+def check_key_json(value: Any) -> str | None:
+    """A service account key's content: a JSON object naming its type (never echoes the value)."""
+    text = value.reveal() if hasattr(value, "reveal") else str(value)
+    if not text:
+        return None
+    try:
+        key = json.loads(text)
+    except ValueError:
+        return "must be the content of a service account JSON key (it is not JSON)"
+    if not isinstance(key, dict) or "type" not in key:
+        return "must be the content of a service account JSON key (a JSON object with 'type', 'private_key', ...)"
+    return None
+
+
 def existing_file(value: Any) -> str | None:
     """``scaler init`` only: the key file must exist where the configuration is written."""
     if value and not Path(str(value)).expanduser().is_file():
@@ -85,6 +100,15 @@ GCP_SECTION = (
         default="",
         vault=("gcp_credentials_file", "cloud_credentials_file"),
         ask=Ask("Service account key file (empty: Application Default Credentials)", check=existing_file),
+    ),
+    Field(
+        "credentials_json",
+        "secret",
+        "Service account JSON key given as its content instead of a file (as ClearML's GCP autoscaler takes it).",
+        default="",
+        env="SCALER_GCP_CREDENTIALS_JSON",
+        check=check_key_json,
+        vault=("gcp_credentials", "gcp_credentials_json", "cloud_credentials_json"),
     ),
     Field(
         "api_endpoint",
