@@ -18,7 +18,8 @@ The plugin host builds the catalog of the plugins it loaded (``PluginHost.catalo
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from scaler.config.fields import Field, FieldKind, Section
 from scaler.config.redact import SECRET_NAME
@@ -46,6 +47,19 @@ def leaves(fields: Sequence[Field], prefix: str) -> Iterable[tuple[str, Field]]:
             yield from leaves(item.fields, path)
         else:
             yield path, item
+
+
+def leaf_values(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
+    """``(path, value)`` of every value of a parsed configuration that is neither an object nor a
+    list (both walked), e.g. ``(("resources", 0, "aws", "ami_id"), "ami-…")``."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from leaf_values(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from leaf_values(item, (*path, index))
+    else:
+        yield path, value
 
 
 class Catalog:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scaler.config.catalog import Catalog, parse_path
+from scaler.config.catalog import Catalog, leaf_values, parse_path
 from scaler.config.catalog import installed as installed_catalog
 from scaler.config.hocon import AllowSubstitution, Refusal, parse_data
 from scaler.config.model import AgentCredentials, Config, GitSettings, Resource, ScalerSettings
@@ -373,15 +373,13 @@ def _substituted_values(*texts: str) -> list[str]:
     return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 
 
-def _secret_values(raw: Any, catalog: Catalog, path: tuple[str | int, ...] = ()) -> list[str]:
+def _secret_values(raw: Any, catalog: Catalog) -> list[str]:
     """The values of the secret settings of a parsed configuration (vaults merged in)."""
-    if isinstance(raw, Mapping):
-        return [v for key, item in raw.items() for v in _secret_values(item, catalog, (*path, str(key)))]
-    if isinstance(raw, list):
-        return [v for index, item in enumerate(raw) for v in _secret_values(item, catalog, (*path, index))]
-    if path and raw not in (None, "") and isinstance(raw, (str, int, float)) and catalog.is_secret(path):
-        return [str(raw)]
-    return []
+    return [
+        str(value)
+        for path, value in leaf_values(raw)
+        if path and value not in (None, "") and isinstance(value, (str, int, float)) and catalog.is_secret(path)
+    ]
 
 
 def _redact(problem: Problem, values: list[str]) -> Problem:

@@ -12,12 +12,12 @@ it. Pure: the texts are parsed as data, nothing is read or resolved.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from scaler.config import redact
-from scaler.config.catalog import Catalog, Path, parse_path, path_str
+from scaler.config.catalog import Catalog, leaf_values, parse_path, path_str
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,6 @@ class ClearSecret:
         )
 
 
-def _leaves(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _leaves(item, (*path, str(key)))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _leaves(item, (*path, index))
-    else:
-        yield path, value
-
-
 def _in_text(where: str, text: str, *, in_vault: bool = False) -> list[ClearSecret]:
     return [
         ClearSecret(
@@ -93,7 +82,7 @@ def secrets_in_config(
     for key, target in catalog.vault_keys(provider).items():
         vault_keys.setdefault(target, []).append(key)
     found: list[ClearSecret] = []
-    for path, value in _leaves(raw):
+    for path, value in leaf_values(raw):
         where = path_str(path)
         if path and catalog.is_secret(path):
             if value not in (None, "") and where not in references:
@@ -116,7 +105,7 @@ def secrets_in_vault(tree: Mapping[str, Any], catalog: Catalog, provider: str, s
         return bool(redact.SECRET_NAME.search(key)) or redact.is_secret_name(key)
 
     found: list[ClearSecret] = []
-    for path, value in _leaves(tree):
+    for path, value in leaf_values(tree):
         where = f"{source}: {path_str(path)}"
         if path and isinstance(path[-1], str) and secret_key(path[-1]):
             if value not in (None, ""):
