@@ -53,7 +53,9 @@ class ClearSecret:
         vault = (
             f"key {' or '.join(self.vault_keys)} of {section}"
             if self.vault_keys
-            else f"environment {{ {self.env} = … }}"
+            # the ClearML SDK sets a vault's `environment` section as variables when the vault also
+            # says `sdk.apply_environment = true` (on servers with vaults)
+            else f"environment {{ {self.env} = … }} with sdk.apply_environment = true"
         )
         return (
             f"write `{leaf} = ${{?{self.env}}}` and set {self.env} in the environment of the clearml-agent "
