@@ -39,6 +39,7 @@ import typer
 from scaler.config.catalog import Catalog, parse_path, path_str
 from scaler.config.catalog import Path as ConfigPath
 from scaler.config.fields import Ask, Field, FieldKind, check_section, format_duration, suggest
+from scaler.config.redact import find
 from scaler.config.sections import RESOURCES, SCALER
 from scaler.config.writer import EnvRef, render_config
 from scaler.types import Problem
@@ -278,6 +279,14 @@ class Wizard:
         if given is not None:
             if isinstance(given.value, str) and not given.value.strip() and default is NO_DEFAULT:
                 self.errors.append(f"{given.label}: an answer is required")
+                return None
+            text = given.value if spec.kind == FieldKind.TEXT and isinstance(given.value, str) else "@"
+            hits = [] if text.startswith("@") else find(text)
+            if hits:  # a script or a clearml.conf snippet with a password in it, typed on the command line
+                self.errors.append(
+                    f"{given.label}: holds what looks like a secret ({hits[0].what}), and a secret on the command "
+                    "line stays in the shell history and in `ps`: put the text in a file and give @FILE"
+                )
                 return None
             try:
                 return self._keep(spec, path, self._accept(spec, path, given.value, check))

@@ -105,3 +105,21 @@ def test_no_command_takes_a_secret_value() -> None:
     assert git_token.hidden
     help_text = run_cli("init", "--help").stdout
     assert "--git-token" not in help_text
+
+
+def test_a_script_with_a_password_in_it_is_refused_on_the_command_line(tmp_path: Path) -> None:
+    """Free text given on the command line (`--resource init_script=…`, `--set scaler.extra_clearml_conf=…`)
+    is refused when it holds what looks like a secret; the same text from a file (@FILE) is taken."""
+    script = tmp_path / "login.sh"
+    script.write_text(f"docker login -u bot -p {TOKEN} registry.example.com\n")
+    for args in (
+        ("--set", f"scaler.init_script=docker login -u bot -p {TOKEN} registry.example.com"),
+        ("--set", f"scaler.extra_clearml_conf=sdk.aws.s3.secret: {TOKEN}"),
+    ):
+        code, output, out = init(tmp_path, *args)
+        assert code == 2, output
+        assert "holds what looks like a secret" in output and "@FILE" in output and "`ps`" in output
+        assert TOKEN not in output and not out.exists()
+    code, output, out = init(tmp_path, "--set", f"scaler.init_script=@{script}")
+    assert code == 0, output
+    assert TOKEN not in output
