@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from scaler import __version__
 from scaler.errors import ScalerError
@@ -21,11 +22,39 @@ if TYPE_CHECKING:
     from scaler.config.model import Config
     from scaler.host import PluginHost
 
+PROG = "scaler"
+
+
+class _Commands(TyperGroup):
+    """The top-level group: ``--help`` lists each command with the first sentence of its help in
+    full (wrapped to the terminal, never cut with "...")."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, summary(command.short_help or command.help or "")))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def summary(help_text: str) -> str:
+    """The first sentence of a command's help (its first paragraph up to the first full stop)."""
+    words = help_text.partition("\n\n")[0].split()
+    for index, word in enumerate(words):
+        if word.endswith(".") and (index == len(words) - 1 or not words[index + 1][0].islower()):
+            return " ".join(words[: index + 1])
+    return " ".join(words)
+
+
 app = typer.Typer(
-    name="scaler",
+    name=PROG,
+    cls=_Commands,
     help="Keep a fleet of cloud machines sized to the work waiting in ClearML queues.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -38,6 +67,7 @@ class Format(str, enum.Enum):
 
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
+EXIT_USAGE = 2
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -82,6 +112,51 @@ def make_host() -> PluginHost:
     return host
 
 
+def complete_provider(incomplete: str) -> list[str]:
+    """Shell completion of ``--provider``: the names of the plugins that would load (entry points
+    allowed by ``SCALER_LOAD_PLUGINS``, not imported) and the built-in simulated provider."""
+    from importlib import metadata
+
+    from scaler.host import ENTRY_POINT_GROUP, LOAD_ENV
+
+    allowed = os.environ.get(LOAD_ENV)
+    allow = None if allowed is None else {item.strip() for item in allowed.split(",") if item.strip()}
+    names = {"simulated"}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else ""
+        if allow is None or {ep.name, dist, ep.module.split(".")[0]} & allow:
+            names.add(ep.name)
+    return sorted(name for name in names if name.startswith(incomplete))
+
+
+#: the ``--provider`` option of a command that reads a configuration: optional, inferred from it
+PROVIDER_HELP = (
+    "Provider plugin (`scaler providers`); default: the one whose section the configuration holds (e.g. `mycloud { }`)."
+)
+
+
+def resolve_provider(host: PluginHost, path: Path, provider: str | None, *, from_task: bool = False) -> str:
+    """``--provider``, or the provider of the configuration at ``path``: its one cloud section
+    (a usage error, exit 2, when it holds none or several). For commands that need the provider
+    before they load the configuration (to reject an unknown one before contacting anything)."""
+    from scaler.config.loading import ConfigFileError, ProviderChoiceError, provider_of
+
+    if provider is None:
+        try:
+            found, problems = provider_of(path, host.catalog(), from_task=from_task)
+        except ConfigFileError as exc:
+            fail(str(exc), EXIT_UNREADABLE)
+        except ProviderChoiceError as exc:
+            fail(str(exc), EXIT_USAGE)
+        if found is None:
+            for problem in problems:
+                typer.echo(f"error: {problem.render()}", err=True)
+            fail(f"{path}: {len(problems)} problem(s); fix them or run `scaler validate-config {path}`", EXIT_INVALID)
+        provider = found
+    host.provider(provider)  # unknown provider → PluginError listing the installed ones
+    return provider
+
+
 def load_or_exit(
     host: PluginHost,
     path: Path,
@@ -92,17 +167,27 @@ def load_or_exit(
     from_task: bool = False,
 ) -> Config:
     """Load a config for a command that needs a valid one; print every problem otherwise.
-    ``from_task``: the file is a ClearML task's configuration, read as data."""
-    from scaler.config.loading import ConfigFileError, load_config
+    With no ``provider``, the configuration's one cloud section chooses it (exit 2 when it holds
+    none or several; ``Config.provider_name`` says which). ``from_task``: the file is a ClearML
+    task's configuration, read as data."""
+    from scaler.config.loading import ConfigFileError, ProviderChoiceError, load_config
 
     if provider is not None:
         host.provider(provider)  # unknown provider → PluginError listing the installed ones
     try:
         result = load_config(
-            path, host, provider=provider, vault_path=vault, server_vaults=server_vaults or (), from_task=from_task
+            path,
+            host,
+            provider=provider,
+            vault_path=vault,
+            server_vaults=server_vaults or (),
+            from_task=from_task,
+            infer_provider=True,
         )
     except ConfigFileError as exc:
         fail(str(exc), EXIT_UNREADABLE)
+    except ProviderChoiceError as exc:
+        fail(str(exc), EXIT_USAGE)
     for problem in result.warnings:
         typer.echo(f"warning: {problem.render()}", err=True)
     if not result.ok or result.config is None:
@@ -126,7 +211,8 @@ def stop_before_start(signum: int, frame: Any) -> None:
 def main() -> None:
     """Console entry point: run the app and turn any error into one line and an exit code."""
     try:
-        code = app(standalone_mode=False)
+        # named `scaler` however it was started (python -m scaler.cli too): usage lines, completion
+        code = app(standalone_mode=False, prog_name=PROG)
         sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -12,8 +12,11 @@ import typer
 from scaler.cli.app import (
     EXIT_INVALID,
     EXIT_UNREADABLE,
+    EXIT_USAGE,
+    PROVIDER_HELP,
     Format,
     app,
+    complete_provider,
     fail,
     load_or_exit,
     make_host,
@@ -27,7 +30,12 @@ if TYPE_CHECKING:
 def validate_config(
     file: Annotated[Path, typer.Argument(help="HOCON (or JSON) configuration file.")],
     provider: Annotated[
-        str | None, typer.Option(help="Provider the config is for (checks its sections as required).")
+        str | None,
+        typer.Option(
+            help="Provider the config is for (checks its sections as required); default: the one whose "
+            "section the configuration holds (e.g. `mycloud { }`).",
+            autocompletion=complete_provider,
+        ),
     ] = None,
     vault: Annotated[Path | None, typer.Option(help="Vault file merged over the config first.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
@@ -35,23 +43,26 @@ def validate_config(
         bool, typer.Option("--check-cloud", help="Also ask the cloud (images, types, network, permissions).")
     ] = False,
 ) -> None:
-    """Check a configuration: every problem at once, with its path. Exit 0 valid, 1 invalid, 2 unreadable."""
-    from scaler.config.loading import ConfigFileError, load_config
+    """Check a configuration: every problem at once, with its path.
+
+    Exit 0 valid, 1 invalid, 2 unreadable, or no --provider and the configuration holds no cloud
+    section or several."""
+    from scaler.config.loading import ConfigFileError, ProviderChoiceError, load_config
 
     host = make_host()
     if provider is not None and provider not in host.provider_names():
         host.provider(provider)
     try:
-        result = load_config(file, host, provider=provider, vault_path=vault)
-    except ConfigFileError as exc:
+        result = load_config(file, host, provider=provider, vault_path=vault, infer_provider=True)
+    except (ConfigFileError, ProviderChoiceError) as exc:
+        code = EXIT_USAGE if isinstance(exc, ProviderChoiceError) else EXIT_UNREADABLE
         if fmt is Format.json:
-            typer.echo(json.dumps({"file": str(file), "valid": False, "readable": False, "error": str(exc)}))
-            raise typer.Exit(EXIT_UNREADABLE) from None
-        fail(str(exc), EXIT_UNREADABLE)
+            readable = isinstance(exc, ProviderChoiceError)
+            typer.echo(json.dumps({"file": str(file), "valid": False, "readable": readable, "error": str(exc)}))
+            raise typer.Exit(code) from None
+        fail(str(exc), code)
     if check_cloud and result.ok and result.config is not None:
-        if not provider:
-            fail("--check-cloud needs --provider", EXIT_INVALID)
-        result.problems.extend(host.provider(provider).check_cloud(result.config))
+        result.problems.extend(host.provider(result.config.provider_name).check_cloud(result.config))
     _report(file, result, fmt)
     raise typer.Exit(0 if not result.errors else EXIT_INVALID)
 
@@ -68,6 +79,8 @@ def _report(file: Path, result: LoadResult, fmt: Format) -> None:
             "problems": problems_as_json(result.problems),
         }
         if result.config is not None:
+            out["provider"] = result.config.provider_name or None
+            out["provider_inferred"] = result.inferred
             out["resources"] = [r.name for r in result.config.resources]
         typer.echo(json.dumps(out, indent=2))
         return
@@ -80,6 +93,8 @@ def _report(file: Path, result: LoadResult, fmt: Format) -> None:
         assert config is not None
         names = ", ".join(r.name for r in config.resources)
         provider = f"provider {config.provider_name}; " if config.provider_name else ""
+        if result.inferred:
+            provider = f"provider {config.provider_name}, from its section; "
         typer.echo(
             f"{file}: valid ({provider}{len(config.resources)} resource(s): {names}"
             + (f"; {len(result.warnings)} warning(s)" if result.warnings else "")
@@ -125,7 +140,14 @@ def providers(
 def render_init_script(
     config: Annotated[Path, typer.Option(help="Configuration file.")],
     resource: Annotated[str, typer.Option(help="Resource name.")],
-    provider: Annotated[str, typer.Option(help="Provider whose machine will run the script.")] = "simulated",
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            help="Provider whose machine will run the script; default: the one whose section the "
+            "configuration holds (e.g. `mycloud { }`).",
+            autocompletion=complete_provider,
+        ),
+    ] = None,
     vault: Annotated[Path | None, typer.Option(help="Vault file merged over the config.")] = None,
     show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Print secrets instead of masks.")] = False,
 ) -> None:
@@ -146,16 +168,17 @@ def render_init_script(
 @app.command("console-output")
 def console_output(
     instance: Annotated[str, typer.Argument(help="Instance id (as `scaler status` shows it).")],
-    provider: Annotated[str, typer.Option(help="Provider of the instance.")],
     config: Annotated[Path, typer.Option(help="Configuration file.")],
+    provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP, autocompletion=complete_provider)] = None,
     vault: Annotated[Path | None, typer.Option(help="Vault file merged over the config.")] = None,
 ) -> None:
-    """Print an instance's console output (boot log), with the secrets the machine was given
-    masked and terminal control characters shown as escapes."""
+    """Print an instance's console output (boot log), secrets masked.
+
+    The secrets the machine was given are masked and terminal control characters shown as escapes."""
     from scaler.clearml.queues import server_info
     from scaler.config import redact
 
     host = make_host()
     cfg = load_or_exit(host, config, provider, vault)
-    text = host.provider(provider).console_output(cfg, instance)
+    text = host.provider(cfg.provider_name).console_output(cfg, instance)
     typer.echo(redact.machine_output(text, redact.known_secrets(cfg, server_info())), nl=False)

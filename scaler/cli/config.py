@@ -231,8 +231,10 @@ def import_command(
         ),
     ] = None,
 ) -> None:
-    """Turn an exported JSON configuration, or ClearML's own autoscaler configuration (its YAML file
-    or its task), into a commented HOCON file.
+    """Turn a `scaler export` JSON, or ClearML's own autoscaler configuration, into HOCON.
+
+    The input is an exported JSON configuration, or ClearML's own autoscaler configuration (its
+    YAML file or its task); the output is a commented HOCON file.
 
     Exit codes: 0 imported and valid; 1 invalid result or input; 2 unreadable input."""
     from scaler.config.clearml_import import is_clearml_autoscaler, parse_text
@@ -279,7 +281,7 @@ def _import_export(
 ) -> None:
     """Today's import: a `scaler export` document back to HOCON."""
     from scaler.config.exporting import import_config
-    from scaler.config.loading import load_config
+    from scaler.config.loading import ProviderChoiceError, load_config
     from scaler.config.paths import write_private
 
     try:
@@ -308,7 +310,10 @@ def _import_export(
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(imported.text, encoding="utf-8")
-    result = load_config(output, host, provider=provider)
+    try:  # checked for its provider: --provider, or the one whose section it holds
+        result = load_config(output, host, provider=provider, infer_provider=True)
+    except ProviderChoiceError:  # no cloud section, or several: checked for none
+        result = load_config(output, host, provider=provider)
     for problem in result.problems:
         typer.echo(("error: " if problem.severity == "error" else "") + problem.render(), err=True)
     state = "valid" if not result.errors else f"invalid ({len(result.errors)} error(s))"

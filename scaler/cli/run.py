@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from scaler import __version__
 from scaler.cli.app import (
+    PROVIDER_HELP,
     app,
+    complete_provider,
     fail,
     load_or_exit,
     make_host,
+    resolve_provider,
     stop_before_start,
 )
 from scaler.errors import ScalerError
+
+if TYPE_CHECKING:
+    from scaler.host import PluginHost
 
 
 class LogFormat(str, enum.Enum):
@@ -54,11 +60,11 @@ def _read_server_vaults(source: Any, give_up: bool) -> list[tuple[str, str]] | N
 
 @app.command()
 def run(
-    provider: Annotated[str, typer.Option(help="Cloud provider plugin (see `scaler providers`).")],
     config: Annotated[
         Path | None,
         typer.Option(help="Configuration file (HOCON or JSON). Inside a ClearML task: the task's configuration."),
     ] = None,
+    provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP, autocompletion=complete_provider)] = None,
     vault: Annotated[Path | None, typer.Option(help="Vault file merged over the config.")] = None,
     once: Annotated[bool, typer.Option("--once", help="Run one tick and exit.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Log the actions without calling the provider.")] = False,
@@ -120,7 +126,10 @@ def run(
     if remote:
         if config is None:
             fail("missing option '--config': --remote sends that file to the task", 2)
+        host = make_host()
+        provider = resolve_provider(host, config, provider)
         _run_remote(
+            host,
             provider,
             config,
             vault,
@@ -149,7 +158,10 @@ def run(
         fail("missing option '--config' (only a scaler running inside a ClearML task reads the task's)", 2)
     setup_logging(log_level, log_format.value)
     host = make_host()
-    chosen = host.provider(provider)  # an unknown or broken provider is reported before anything is contacted
+    # an unknown or broken provider (or none given, and the configuration does not say which) is
+    # reported before anything is contacted
+    provider = resolve_provider(host, config, provider, from_task=from_task)
+    chosen = host.provider(provider)
     source = ClearMLSource()
     vaults: list[tuple[str, str]] = []
     if server_vault:
@@ -191,6 +203,7 @@ def _remote_args(
 
 
 def _run_remote(
+    host: PluginHost,
     provider: str,
     config: Path,
     vault: Path | None,
@@ -206,7 +219,6 @@ def _run_remote(
     from scaler.clearml.task import create_task
     from scaler.config.loading import read_text
 
-    host = make_host()
     # the task's configuration must load here as it will on the agent: as data, each secret at most
     # a reference to its own variable
     cfg = load_or_exit(host, config, provider, vault, from_task=True)

@@ -11,17 +11,20 @@ from typing import Annotated
 import typer
 
 from scaler.cli.app import (
+    PROVIDER_HELP,
     Format,
     app,
+    complete_provider,
     load_or_exit,
     make_host,
+    resolve_provider,
 )
 
 
 @app.command()
 def status(
     config: Annotated[Path, typer.Option(help="Configuration file.")],
-    provider: Annotated[str, typer.Option(help="Provider of the fleet.")],
+    provider: Annotated[str | None, typer.Option(help=PROVIDER_HELP, autocompletion=complete_provider)] = None,
     vault: Annotated[Path | None, typer.Option(help="Vault file merged over the config.")] = None,
     state_file: Annotated[
         Path | None,
@@ -50,6 +53,7 @@ def status(
 
     setup_logging("ERROR")  # unreadable sources are part of the output, not log lines
     host = make_host()
+    provider = resolve_provider(host, config, provider)
     chosen = host.provider(provider)
     source = ClearMLSource()
     vaults = (source.read_vaults() or []) if server_vault else []

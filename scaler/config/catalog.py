@@ -24,6 +24,7 @@ from typing import Any
 from scaler.config.fields import Field, FieldKind, Section
 from scaler.config.redact import SECRET_NAME
 from scaler.config.sections import CORE_SECTIONS
+from scaler.errors import ConfigError
 
 Path = tuple[str | int, ...]
 
@@ -103,6 +104,43 @@ class Catalog:
         is the chosen one, any other plugin's section always."""
         return name == provider or not self.is_provider_section(name)
 
+    def cloud_sections(self, raw: Any) -> dict[str, str]:
+        """``{provider: where}`` for each provider whose section a parsed configuration holds
+        (``<provider> { … }`` at the top level, or in a resource: ``resources[2].<provider>``),
+        in the order written."""
+        found: dict[str, str] = {}
+        if not isinstance(raw, Mapping):
+            return found
+        for key in raw:
+            if key in self.providers:
+                found.setdefault(key, f"{key} {{ }}")
+        resources = raw.get("resources")
+        for index, item in enumerate(resources if isinstance(resources, list) else []):
+            for key in item if isinstance(item, Mapping) else ():
+                if key in self.providers:
+                    found.setdefault(key, f"resources[{index}].{key}")
+        return found
+
+    def choose_provider(self, raw: Any, source: str = "the configuration") -> str:
+        """The provider a configuration is for when none is given: the one whose section it holds
+        (:meth:`cloud_sections`). Raises :class:`ProviderChoiceError` when it holds none, or
+        sections of several providers."""
+        found = self.cloud_sections(raw)
+        if len(found) == 1:
+            return next(iter(found))
+        if not found:
+            sections = " or ".join(", ".join(f"{name} {{ }}" for name in self.providers).rsplit(", ", 1))
+            raise ProviderChoiceError(
+                f"{source} holds no cloud section ({sections or 'no provider is installed'}), so its "
+                f"provider cannot be inferred; pass --provider (installed: {', '.join(self.providers) or 'none'})",
+                [],
+            )
+        raise ProviderChoiceError(
+            f"{source} holds the sections of several providers ({', '.join(found.values())}), so its "
+            f"provider cannot be inferred; pass --provider {' or --provider '.join(found)}",
+            list(found),
+        )
+
     def top_level_keys(self) -> list[str]:
         return sorted({*(s.name for s in self.top_sections), "resources", *self.providers})
 
@@ -173,6 +211,16 @@ class Catalog:
                 for key in item.vault:
                     keys.setdefault(key, path)
         return keys
+
+
+class ProviderChoiceError(ConfigError):
+    """No ``--provider`` was given and the configuration does not say which provider it is for
+    (no cloud section, or several): a usage error. ``found`` lists the providers whose sections
+    it holds."""
+
+    def __init__(self, message: str, found: list[str]) -> None:
+        super().__init__(message)
+        self.found = found
 
 
 _installed_factory: Callable[[], Catalog] | None = None

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaler.config.catalog import Catalog, leaf_values, parse_path
+from scaler.config.catalog import ProviderChoiceError as ProviderChoiceError  # raised by load_config
 from scaler.config.catalog import installed as installed_catalog
 from scaler.config.hocon import AllowSubstitution, Refusal, parse_data
-from scaler.config.model import AgentCredentials, Config, GitSettings, Resource, ScalerSettings
+from scaler.config.model import NO_DOCKER, AgentCredentials, Config, GitSettings, Resource, ScalerSettings, is_no_docker
 from scaler.config.redact import redact
 from scaler.config.validation import check_config
 from scaler.config.vault import VaultMerge, merge_vault
@@ -40,6 +41,9 @@ class LoadResult:
     problems: list[Problem] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
     vault: VaultMerge | None = None
+    #: the provider the configuration was checked for (given, or inferred from its cloud section)
+    provider: str | None = None
+    inferred: bool = False  #: the provider was inferred (no --provider given)
 
     @property
     def errors(self) -> list[Problem]:
@@ -256,6 +260,8 @@ def build_config(
     catalog = catalog if catalog is not None else installed_catalog()
     checked = check_config(raw, catalog, provider or None)
     scaler = dict(checked.sections.get("scaler", {}))
+    if _says_no_docker(raw.get("scaler"), "default_docker_image"):
+        scaler["default_docker_image"] = ""  # no docker (an explicit null is not "the default image")
     git = scaler.pop("git")
     creds = scaler.pop("agent_credentials")
     settings = ScalerSettings(
@@ -268,6 +274,8 @@ def build_config(
     for index, item in enumerate(raw.get("resources") or []):
         values = {k: v for k, v in (checked.common[index] or {}).items() if k in _RESOURCE_KEYS}
         values["extra_agent_args"] = tuple(values["extra_agent_args"])
+        if _says_no_docker(item, "docker_image"):
+            values["docker_image"] = NO_DOCKER  # an empty docker_image would mean the default image
         if declared:
             section: Any = checked.subsections[index].get(provider, {})
         else:
@@ -288,6 +296,12 @@ def build_config(
     )
 
 
+def _says_no_docker(section: Any, key: str) -> bool:
+    """``key`` is written in ``section`` as ``null``, ``""`` or ``none`` (any case): no docker.
+    A key left out is not: it takes the field's default."""
+    return isinstance(section, Mapping) and key in section and is_no_docker(section[key])
+
+
 #: the common keys of a resource that :class:`Resource` holds (a plugin may add inline keys of its own)
 _RESOURCE_KEYS = frozenset(f.name for f in dataclasses.fields(Resource)) - {"provider"}
 
@@ -301,8 +315,13 @@ def load_config(
     vault_text: str | None = None,
     server_vaults: Sequence[tuple[str, str]] = (),
     from_task: bool = False,
+    infer_provider: bool = False,
 ) -> LoadResult:
     """Read, merge the vaults, validate through every plugin, and build the typed config.
+
+    ``infer_provider``: with no ``provider``, the configuration's one cloud section chooses it
+    (:meth:`Catalog.choose_provider`); zero or several raise :class:`ProviderChoiceError`, a
+    usage error. Without it, no provider means the configuration is checked for none.
 
     ``server_vaults`` are ``(description, HOCON text)`` pairs read from the ClearML server;
     they merge first, then the ``--vault`` file (the more explicit source wins).
@@ -313,19 +332,17 @@ def load_config(
     problem in the result, so a caller can show all of them at once.
     """
     text = read_text(path)
-    if from_task:
-        raw, problems = parse_hocon(
-            text, source=str(path), data="a ClearML task's configuration", allow=own_secret_variables(host.catalog())
-        )
-    else:
-        raw, problems = parse_hocon(text, source=str(path), base_dir=Path(path).resolve().parent)
+    raw, problems = _parse_config(text, path, host.catalog(), from_task)
     if problems:
-        return LoadResult(None, problems)
-    result = LoadResult(None, raw=raw)
+        return LoadResult(None, problems, provider=provider)
 
     vault: VaultMerge | None = None
     if vault_path is not None and vault_text is None:
         vault_text = read_text(vault_path, "vault file")
+    inferred = False
+    if provider is None and infer_provider:
+        provider, inferred = host.catalog().choose_provider(raw, str(path)), True
+    result = LoadResult(None, raw=raw, provider=provider, inferred=inferred)
     sources = list(server_vaults)
     if vault_text is not None:
         sources.append((str(vault_path or "vault"), vault_text))
@@ -351,6 +368,27 @@ def load_config(
     if not result.errors:
         result.config = build_config(raw, provider=provider or "", vault=vault, catalog=host.catalog())
     return result
+
+
+def _parse_config(
+    text: str, path: str | Path, catalog: Catalog, from_task: bool
+) -> tuple[dict[str, Any], list[Problem]]:
+    if from_task:
+        return parse_hocon(
+            text, source=str(path), data="a ClearML task's configuration", allow=own_secret_variables(catalog)
+        )
+    return parse_hocon(text, source=str(path), base_dir=Path(path).resolve().parent)
+
+
+def provider_of(path: str | Path, catalog: Catalog, *, from_task: bool = False) -> tuple[str | None, list[Problem]]:
+    """The provider a configuration file is for when none is given (its one cloud section), for a
+    command that needs it before loading the configuration; ``(None, problems)`` when the file
+    does not parse. Raises :class:`ConfigFileError` (unreadable) and :class:`ProviderChoiceError`
+    (no cloud section, or several)."""
+    raw, problems = _parse_config(read_text(path), path, catalog, from_task)
+    if problems:
+        return None, problems
+    return catalog.choose_provider(raw, str(path)), []
 
 
 def own_secret_variables(catalog: Catalog) -> AllowSubstitution:

@@ -211,7 +211,12 @@ def test_fuzzed_vaults_never_crash(world: dict[str, Any], text: str) -> None:
 def test_fuzzed_hocon_text_never_crashes(world: dict[str, Any], text: str) -> None:
     path = world["dir"] / "raw.conf"
     path.write_text(text, encoding="utf-8")
-    _check(runner.invoke(app, ["validate-config", str(path)]))
+    # no --provider: a text that parses to a configuration without a cloud section, or with several,
+    # is a usage error (exit 2) that says so
+    result = runner.invoke(app, ["validate-config", str(path)])
+    _check(result, (0, 1, 2))
+    if result.exit_code == 2:
+        assert "so its provider cannot be inferred; pass --provider" in result.output, result.output
 
 
 # issue 12, finding 9: documents that used to end in "internal error" (exit 70) instead of a
