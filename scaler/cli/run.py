@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scaler import __version__
 from scaler.cli.app import (
     PROVIDER_HELP,
     app,
@@ -99,8 +98,8 @@ def run(
     package: Annotated[
         list[str] | None,
         typer.Option(
-            help="With --remote: pip requirement of the task (repeatable; default: this clearml-scaler "
-            "and the provider's plugin, pinned)."
+            help="With --remote: pip requirement of the task (repeatable: a version, a wheel URL, a git URL; "
+            "replaces the default: this clearml-scaler and the provider's plugin as installed here, pinned)."
         ),
     ] = None,
     docker: Annotated[str | None, typer.Option(help="With --remote: docker image the agent runs the task in.")] = None,
@@ -225,11 +224,8 @@ def _run_remote(
     config_text = read_text(config)
     vault_text = read_text(vault, "vault file") if vault is not None else None
     variables = _check_secrets_stay(host, provider, config, config_text, vault, vault_text, project, upload_secrets)
-    info = host.plugins[provider]
-    if packages is None:
-        packages = [f"clearml-scaler=={__version__}"]
-        if not info.builtin and info.distribution:
-            packages.append(f"{info.distribution}=={info.version}" if info.version else info.distribution)
+    if not packages:
+        packages = _default_packages(host, provider, queue)
     try:
         task = create_task(
             name=cfg.scaler.name,
@@ -257,6 +253,20 @@ def _run_remote(
             f"  secrets: {', '.join(variables)}, read on the agent (set them in the environment of the agent "
             f"serving '{queue}', or in your ClearML vault)"
         )
+
+
+def _default_packages(host: PluginHost, provider: str, queue: str) -> list[str]:
+    """The task's requirements when no ``--package`` is given: core and the provider's plugin as
+    installed here; exit 1 when the agent could not install them (an editable checkout, an
+    unreleased version)."""
+    from scaler.clearml.requirements import default_requirements, refusal
+
+    info = host.plugins[provider]
+    found = default_requirements(None if info.builtin else info.distribution)
+    problems = [item for item in found if item.problem]
+    if problems:
+        fail(refusal(problems, queue))
+    return [item.spec for item in found]
 
 
 def _check_secrets_stay(

@@ -47,7 +47,21 @@ def write(tmp_path: Path, scaler: str) -> Path:
 
 def remote(config: Path, *extra: str) -> tuple[int, str]:
     result = runner.invoke(
-        app, ["run", "--remote", "--provider", "simulated", "--config", str(config), "--queue", "services", *extra]
+        app,
+        # this checkout is editable: --package says what the agent installs (test_requirements)
+        [
+            "run",
+            "--remote",
+            "--provider",
+            "simulated",
+            "--config",
+            str(config),
+            "--queue",
+            "services",
+            *extra,
+            "--package",
+            "clearml-scaler==0.1.0",
+        ],
     )
     return result.exit_code, result.output
 

@@ -45,7 +45,21 @@ resources = [ {{ name = "cpu", queue = "cpu", max_instances = {max_instances} }}
 
 def create(fake: FakeClearML, config: Path, *extra: str) -> dict[str, Any]:
     result = runner.invoke(
-        app, ["run", "--remote", "--provider", "simulated", "--config", str(config), "--queue", "services", *extra]
+        app,
+        # this checkout is editable: --package says what the agent installs (test_requirements)
+        [
+            "run",
+            "--remote",
+            "--provider",
+            "simulated",
+            "--config",
+            str(config),
+            "--queue",
+            "services",
+            *extra,
+            "--package",
+            f"clearml-scaler=={__version__}",
+        ],
     )
     assert result.exit_code == 0, result.output
     [task] = fake.tasks().values()
@@ -75,7 +89,7 @@ def test_remote_creates_the_task_with_its_configuration_and_enqueues_it(
 
 def test_remote_needs_the_queue_and_a_valid_config(fake_clearml: FakeClearML, tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    args = ["run", "--remote", "--provider", "simulated", "--config", str(config)]
+    args = ["run", "--remote", "--provider", "simulated", "--config", str(config), "--package", "clearml-scaler"]
     result = runner.invoke(app, args)
     assert result.exit_code == 1 and "there is no queue named 'services'" in result.output
     config.write_text("scaler { name = 1 2 3 }")

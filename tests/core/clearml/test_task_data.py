@@ -50,7 +50,20 @@ resources = [ {{ name = "cpu", queue = "cpu", max_instances = 2 }} ]
 """
     config.write_text(base)
     result = runner.invoke(
-        app, ["run", "--remote", "--provider", "simulated", "--config", str(config), "--queue", "services"]
+        app,
+        # this checkout is editable: --package says what the agent installs (test_requirements)
+        [
+            "run",
+            "--remote",
+            "--provider",
+            "simulated",
+            "--config",
+            str(config),
+            "--queue",
+            "services",
+            "--package",
+            "clearml-scaler==0.1.0",
+        ],
     )
     assert result.exit_code == 0, result.output
     [task] = fake.tasks().values()
