@@ -69,6 +69,10 @@ def _describe(exc: BaseException) -> str:
 class ClearMLSource:
     """The :class:`~scaler.engine.reconciler.QueueSource` backed by a ClearML server."""
 
+    #: why the latest failed call failed (``"<call>: <error>"``; reset by each :meth:`read`): the
+    #: reason ``scaler status`` and ``validate-config --check-clearml`` show, secrets masked there
+    last_error: str = ""
+
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.timeout = timeout
         self._client: Any = None
@@ -97,11 +101,13 @@ class ClearMLSource:
             return fn(self.client())
         except Exception as exc:
             log.warning("ClearML %s failed: %s", what, _describe(exc))
+            self.last_error = f"{what}: {_describe(exc)}"
             if "login" in str(exc).lower() or self._client is None:
                 self._client = None  # re-login next time
             return None
 
     def read(self, queues: list[str]) -> tuple[dict[str, QueueObs] | None, list[WorkerObs] | None]:
+        self.last_error = ""
         return self._read_queues(queues), self.read_workers()
 
     def _read_queues(self, names: list[str]) -> dict[str, QueueObs] | None:
@@ -124,6 +130,30 @@ class ClearMLSource:
             if name not in out:
                 out[name] = QueueObs(name=name, pending=0)  # not created yet: nothing waits in it
         return out
+
+    def missing_queues(self, names: list[str]) -> list[str] | None:
+        """The queues of ``names`` that do not exist on the server (in the order given); ``None``
+        when the server cannot be read."""
+        if not names:
+            return []
+        pattern = "^(" + "|".join(re.escape(n) for n in names) + ")$"
+        found = self._call(
+            "queues.get_all",
+            lambda c: c.queues.get_all(name=pattern, only_fields=["id", "name"], search_hidden=True),
+        )
+        if found is None:
+            return None
+        have = {getattr(q, "name", None) for q in found}
+        return [name for name in dict.fromkeys(names) if name not in have]
+
+    def create_queue(self, name: str) -> bool:
+        """Create the queue ``name`` (``queues.create``); False when it could not be done. A queue
+        that another process created meanwhile counts as done."""
+        created = self._call("queues.create", lambda c: c.queues.create(name=name))
+        if created is not None:
+            return True
+        missing = self.missing_queues([name])
+        return missing is not None and not missing
 
     def read_workers(self) -> list[WorkerObs] | None:
         self.lease_entries = None

@@ -24,6 +24,8 @@ from scaler.cli.app import (
 
 if TYPE_CHECKING:
     from scaler.config.loading import LoadResult
+    from scaler.config.model import Config
+    from scaler.types import Problem
 
 
 @app.command("validate-config")
@@ -41,6 +43,14 @@ def validate_config(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
     check_cloud: Annotated[
         bool, typer.Option("--check-cloud", help="Also ask the cloud (images, types, network, permissions).")
+    ] = False,
+    check_clearml: Annotated[
+        bool,
+        typer.Option(
+            "--check-clearml",
+            help="Also ask the ClearML server: the scaler's credentials, and that every queue exists "
+            "(nothing is created or changed).",
+        ),
     ] = False,
 ) -> None:
     """Check a configuration: every problem at once, with its path.
@@ -63,8 +73,59 @@ def validate_config(
         fail(str(exc), code)
     if check_cloud and result.ok and result.config is not None:
         result.problems.extend(host.provider(result.config.provider_name).check_cloud(result.config))
+    if check_clearml and result.ok and result.config is not None:
+        result.problems.extend(_check_clearml(result.config))
     _report(file, result, fmt)
     raise typer.Exit(0 if not result.errors else EXIT_INVALID)
+
+
+def _check_clearml(config: Config) -> list[Problem]:
+    """The configuration against the ClearML server, read only: the credentials log in, and every
+    queue of ``resources`` exists (a missing one is created by ``scaler run`` unless
+    ``scaler.create_queues = false``, which makes it an error)."""
+    from scaler.clearml.queues import ClearMLSource
+    from scaler.config import redact
+    from scaler.types import Problem
+
+    source = ClearMLSource()
+    info = source.server_info()
+    known = redact.known_secrets(config, info)
+    server = info.api_host or "(no server configured)"
+    if source.whoami() is None:
+        why = redact.redact(source.last_error or "no answer", known)
+        where = f"CLEARML_* environment or {info.config_file}" if info.config_file else "CLEARML_* environment"
+        return [
+            Problem(
+                "clearml",
+                f"cannot log in to or read the ClearML server {server} with the scaler's credentials "
+                f"(from the {where}): {why}",
+            )
+        ]
+    missing = source.missing_queues(config.queues)
+    if missing is None:
+        why = redact.redact(source.last_error or "no answer", known)
+        return [Problem("clearml", f"cannot read the queues of the ClearML server {server}: {why}")]
+    problems = []
+    for name in missing:
+        index = next(i for i, r in enumerate(config.resources) if r.queue == name)
+        if config.scaler.create_queues:
+            problems.append(
+                Problem(
+                    f"resources[{index}].queue",
+                    f"queue '{name}' does not exist on the ClearML server {server}; `scaler run` creates it "
+                    "(scaler.create_queues = true)",
+                    "warning",
+                )
+            )
+        else:
+            problems.append(
+                Problem(
+                    f"resources[{index}].queue",
+                    f"queue '{name}' does not exist on the ClearML server {server} and scaler.create_queues = "
+                    "false: `scaler run` would stop; create it or fix the name",
+                )
+            )
+    return problems
 
 
 def _report(file: Path, result: LoadResult, fmt: Format) -> None:

@@ -57,6 +57,37 @@ def _read_server_vaults(source: Any, give_up: bool) -> list[tuple[str, str]] | N
     return found
 
 
+def _ensure_queues(source: Any, queues: list[str], *, create: bool, dry_run: bool, give_up: bool) -> None:
+    """Make sure every queue of the configuration exists on the ClearML server: a queue that does
+    not would count as "0 pending" forever. ``create`` (``scaler.create_queues``): create the missing
+    ones, one INFO line each (a dry run only says it would); otherwise stop (exit 1) naming them.
+    A server that cannot be read stops a one-shot run (exit 1); a daemon goes on and says so."""
+    log = logging.getLogger("scaler")
+    missing = source.missing_queues(queues)
+    if missing is None:
+        if give_up:
+            fail("cannot read the ClearML server to check the configured queues; nothing was listed or changed")
+        log.warning("cannot read the ClearML server to check that the queues %s exist; going on", ", ".join(queues))
+        return
+    if not missing:
+        return
+    names = ", ".join(f"'{name}'" for name in missing)
+    if not create:
+        fail(
+            f"queue(s) {names} do not exist on the ClearML server (scaler.create_queues = false): create them "
+            "(the web UI, or `clearml-agent daemon --create-queue`), fix the queue names in `resources`, or set scaler.create_queues = true"
+        )
+    for name in missing:
+        if dry_run:
+            log.info("[dry-run] would create queue '%s' (it does not exist on the ClearML server)", name)
+        elif source.create_queue(name):
+            log.info("created queue '%s' on the ClearML server (scaler.create_queues = true)", name)
+        elif give_up:
+            fail(f"cannot create queue '{name}' on the ClearML server; nothing was listed or changed")
+        else:
+            log.warning("could not create queue '%s' on the ClearML server: it counts as 0 pending", name)
+
+
 @app.command()
 def run(
     config: Annotated[
@@ -172,6 +203,7 @@ def run(
             )
         vaults = found
     cfg = load_or_exit(host, config, provider, vault, vaults, from_task=from_task)
+    _ensure_queues(source, cfg.queues, create=cfg.scaler.create_queues, dry_run=dry_run, give_up=once or dry_run)
     from scaler.clearml.lease import Lease
 
     lease = None if dry_run else Lease(source, cfg.scaler.name, ttl=3 * cfg.scaler.polling_interval)

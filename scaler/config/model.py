@@ -29,6 +29,7 @@ class ScalerSettings:
     polling_interval: float = 30.0
     max_idle_time: float = 900.0
     stuck_timeout: float = 1200.0
+    create_queues: bool = True
     default_docker_image: str = "nvidia/cuda:12.4.1-runtime-ubuntu22.04"
     git: GitSettings = field(default_factory=GitSettings)
     init_script: str = ""

@@ -65,6 +65,14 @@ SCALER_FIELDS = (
         vault=("max_spin_up_time_min",),
     ),
     Field(
+        "create_queues",
+        "bool",
+        "Create the queues named in `resources` that do not exist on the ClearML server when the scaler "
+        "starts (one INFO line each), as ClearML's autoscaler does; `false`: a missing queue stops the "
+        "scaler with an error naming it (a typo would otherwise never scale).",
+        default=True,
+    ),
+    Field(
         "default_docker_image",
         "str",
         "Docker image the agents run tasks in (unless the task sets one).",
