@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from scaler.config.fields import Field, FieldKind, Section
@@ -61,6 +62,33 @@ def leaf_values(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
             yield from leaf_values(item, (*path, index))
     else:
         yield path, value
+
+
+@dataclass(frozen=True)
+class KeyHome:
+    """Where a key misplaced on a resource belongs (:meth:`Catalog.resource_key_homes`): ``path``
+    inside ``resources[i].<section>`` (``section`` empty: on the resource itself), or inside the
+    top-level ``<section>`` when ``fleet_wide``; ``clearml``: the key was ClearML's name for it."""
+
+    section: str
+    path: str
+    clearml: bool = False
+    fleet_wide: bool = False
+
+    def where(self, resource: str) -> str:
+        """The dotted path it belongs at, for the resource at ``resource`` (``resources[0]``)."""
+        if self.fleet_wide:
+            return f"{self.section}.{self.path}"
+        return ".".join(part for part in (resource, self.section, self.path) if part)
+
+
+def _fields_under(fields: Sequence[Field], prefix: str) -> Iterable[tuple[str, Field]]:
+    """``(dotted path, field)`` of every field, nested sections and the fields in them."""
+    for item in fields:
+        path = f"{prefix}.{item.name}" if prefix else item.name
+        yield path, item
+        if item.kind == FieldKind.SECTION:
+            yield from _fields_under(item.fields, path)
 
 
 class Catalog:
@@ -148,6 +176,31 @@ class Catalog:
         """Keys a resource may hold: the inline fields, then subsection names."""
         subsections = {s.name for s in self.top_sections if s.resource_fields} | set(self.providers)
         return [*(f.name for f in self.inline_fields), *sorted(subsections)]
+
+    def resource_key_homes(self, key: str, provider: str | None) -> list[KeyHome]:
+        """Where a key written directly on a resource belongs, from the declarations alone: a
+        field of that name in a section's resource fields (``instance_type`` →
+        ``resources[i].<provider>.instance_type``), a field that declares it as ClearML's name
+        for it (``Field.clearml``: a common key, or a key of a section, nested ones included), or
+        a field of that name in a section's fleet-wide fields (``<section>.<key>`` at the top
+        level). With a ``provider``, the other providers' sections are left out."""
+        homes: list[KeyHome] = []
+        for item in self.inline_fields:
+            if key in item.clearml:
+                homes.append(KeyHome("", item.name, clearml=True))
+        for section in self.top_sections:
+            if provider is not None and not self.applies(section.name, provider):
+                continue
+            for path, item in _fields_under(section.resource_fields, ""):
+                if path == key or key in item.clearml:
+                    homes.append(KeyHome(section.name, path, clearml=path != key))
+        if not homes:
+            for section in self.top_sections:
+                if provider is not None and not self.applies(section.name, provider):
+                    continue
+                if any(item.name == key for item in section.fields):
+                    homes.append(KeyHome(section.name, key, fleet_wide=True))
+        return homes
 
     # -- paths -------------------------------------------------------------------------------
 

@@ -61,6 +61,48 @@ def _parse_duration(value: Any) -> float:
 
 #: the longest duration any field accepts unless it declares its own ``max`` (a year)
 MAX_DURATION = 365 * 86400.0
+#: a number without a unit longer than this (in minutes: over a day) is warned about: it may be
+#: seconds written the way other tools count them (``max_idle_time = 900`` is 15 hours)
+LONG_BARE_DURATION = 86400.0
+#: the phrase of the hint that goes with a number without a unit (see :func:`bare_minutes`)
+BARE_MINUTES_HINT = "without a unit is"
+
+_BARE_NUMBER_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
+
+
+def bare_minutes(value: Any) -> float | None:
+    """The number of a duration written without a unit (``900``, ``"900"``: minutes, ClearML's
+    convention), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    if isinstance(value, str):
+        match = _BARE_NUMBER_RE.match(value)
+        return float(match.group(1)) if match else None
+    return None
+
+
+def _minutes_hint(number: float, spec: Field, limit: float, spelt: str = "") -> str:
+    """``1500 without a unit is 1500 minutes; did you mean 1500s?`` (the question only when that
+    many seconds would be valid)."""
+    hint = f"{_number(number)} {BARE_MINUTES_HINT} {_number(number)} minutes{spelt}"
+    if (spec.min is None or number >= spec.min) and number <= limit:
+        hint += f"; did you mean {_number(number)}s?"
+    return hint
+
+
+def _spelt(seconds: float) -> str:
+    """``1d9h20m``: a duration in days, hours, minutes and seconds."""
+    out, rest = "", round(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out += f"{rest // size}{unit}"
+            rest %= size
+    return out or "0s"
 
 
 def _number(number: float) -> str:
@@ -367,10 +409,21 @@ def _normalise(spec: Field, value: Any, path: str, problems: list[Problem]) -> A
         if seconds != seconds or seconds in (float("inf"), float("-inf")):
             # the value itself is not echoed: a huge one does not even print
             return bad(f"must be a finite duration (at most {format_duration(limit)})")
+        bare = bare_minutes(value)
         if spec.min is not None and seconds < spec.min:
             return bad(f"must be at least {format_duration(spec.min)}, got {format_duration(seconds)}")
         if seconds > limit:
-            return bad(f"must be at most {format_duration(limit)}, got {_long_duration(seconds)}")
+            hint = f" ({_minutes_hint(bare, spec, limit)})" if bare is not None else ""
+            return bad(f"must be at most {format_duration(limit)}, got {_long_duration(seconds)}{hint}")
+        if bare is not None and seconds > LONG_BARE_DURATION:
+            spelt = f" ({_spelt(seconds)}, more than a day)"
+            problems.append(
+                Problem(
+                    path,
+                    _minutes_hint(bare, spec, limit, spelt) + " Write the unit to say which.",
+                    severity="warning",
+                )
+            )
         return seconds
     if kind == FieldKind.LIST:
         if isinstance(value, str):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from scaler.config.catalog import Catalog, leaf_values, parse_path
 from scaler.config.catalog import ProviderChoiceError as ProviderChoiceError  # raised by load_config
 from scaler.config.catalog import installed as installed_catalog
+from scaler.config.fields import BARE_MINUTES_HINT
 from scaler.config.hocon import AllowSubstitution, Refusal, parse_data
 from scaler.config.model import AgentCredentials, Config, GitSettings, Resource, ScalerSettings
 from scaler.config.redact import redact
@@ -345,6 +346,12 @@ def load_config(
     providers = host.provider_names()
     for found in host.validate(raw, provider, providers):
         origin = _vault_origin(vault, found.path)
+        if origin.endswith("_min") and BARE_MINUTES_HINT in found.message:
+            # ClearML's *_min vault keys are minutes by name: no "did you mean seconds?" for them
+            if found.severity == "warning":
+                continue
+            hint = r" \([^()]*" + BARE_MINUTES_HINT + r"[^()]*\)"
+            found = Problem(found.path, re.sub(hint, "", found.message), found.severity)
         if origin:  # the value came from the vault: say so instead of pointing into the config file
             found = Problem(f"{found.path} (from vault {origin})", found.message, found.severity)
         elif found.line is None and not found.path.startswith("vault"):

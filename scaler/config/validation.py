@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaler.config.catalog import Catalog
+from scaler.config.catalog import Catalog, KeyHome
 from scaler.config.fields import ResourceSettings, Section, check_section, suggest, type_name
 from scaler.types import Problem
 
@@ -53,6 +53,21 @@ def _required_message(section: Section, catalog: Catalog) -> str:
     required = ", ".join(f.name for f in section.resource_fields if f.required)
     whose = f" for provider '{section.name}'" if catalog.is_provider_section(section.name) else ""
     return f"is required{whose} (with {required})"
+
+
+def _misplaced(key: str, homes: list[KeyHome], where: str) -> str:
+    """``unknown key 'instance_type' here: move it into `mycloud { }` (resources[0].mycloud.instance_type)``."""
+    places = []
+    for home in homes:
+        if not home.section:
+            places.append(f"write it as {home.where(where)}")
+        elif home.fleet_wide:
+            places.append(f"move it into the top-level `{home.section} {{ }}` ({home.where(where)}: fleet-wide)")
+        else:
+            places.append(f"move it into `{home.section} {{ }}` ({home.where(where)})")
+    what = " (ClearML's name for it)" if all(home.clearml for home in homes) else ""
+    choice = "; ".join(places) if len(places) == 1 else "for your provider: " + " or ".join(sorted(places))
+    return f"unknown key '{key}' on a resource{what}: {choice}"
 
 
 def check_config(
@@ -115,6 +130,30 @@ def check_config(
             problems.append(Problem(where, f"must be an object, got {type_name(item)}"))
             result.common.append(None)
             continue
+        # a key of a section written on the resource itself (ClearML's flat spelling): say where it goes
+        inline_names = {f.name for f in catalog.inline_fields}
+        homes = {
+            key: catalog.resource_key_homes(str(key), provider)
+            for key in item
+            if key not in inline_names and key not in subsection_names
+        }
+        misplaced = {key: found for key, found in homes.items() if found}
+        for key, found in misplaced.items():
+            problems.append(Problem(f"{where}.{key}", _misplaced(str(key), found, where)))
+        if provider:  # a key of another provider's section: say whose
+            for key in [key for key, found in homes.items() if not found]:
+                elsewhere = [h for h in catalog.resource_key_homes(str(key), None) if h.section != provider]
+                if elsewhere and all(catalog.is_provider_section(h.section) for h in elsewhere):
+                    misplaced[key] = elsewhere
+                    sections = " or ".join(sorted({f"`{h.section} {{ }}`" for h in elsewhere}))
+                    problems.append(
+                        Problem(
+                            f"{where}.{key}",
+                            f"unknown key '{key}' on a resource: a key of {sections}, and the provider is '{provider}'",
+                        )
+                    )
+        if misplaced:
+            item = {key: value for key, value in item.items() if key not in misplaced}
         checked = check_section(item, catalog.inline_fields, where, allow_unknown=subsection_names)
         problems += checked.problems
         result.common.append(checked.values)
