@@ -289,31 +289,6 @@ def test_shared_examples_are_valid(name: str, provider: str) -> None:
     assert "valid" in result.output
 
 
-def test_example_vault_moves_the_region_away_from_the_configured_zones() -> None:
-    # the shared vault's ^dynamic_aws$ section sets eu-west-1; aws.conf pins us-east-1 zones
-    result = runner.invoke(
-        app,
-        [
-            "validate-config",
-            str(EXAMPLES / "aws.conf"),
-            "--provider",
-            "aws",
-            "--vault",
-            str(EXAMPLES / "vault.conf"),
-            "--format",
-            "json",
-        ],
-    )
-    assert result.exit_code == 1, result.output
-    problems = json.loads(result.output)["problems"]
-    assert {
-        "path": "resources[1].aws.availability_zone",
-        "line": None,
-        "severity": "error",
-        "message": "'us-east-1c' is not a zone of aws.region 'eu-west-1'",
-    } in problems
-
-
 def test_unreadable_file_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate-config", str(tmp_path / "missing.conf")])
     assert result.exit_code == 2
