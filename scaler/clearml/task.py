@@ -64,6 +64,8 @@ def create_task(
     log_level: str = "INFO",
     packages: list[str] | None = None,
     docker: str | None = None,
+    general: dict[str, str] | None = None,
+    resources_text: str | None = None,
 ) -> Any:
     """Create the scaler's task with its configuration, and enqueue it. Returns the task."""
     from clearml import Task
@@ -95,6 +97,7 @@ def create_task(
         task.set_configuration_object(
             VAULT_OBJECT, config_text=vault_text, config_type="HOCON", description="vault merged over the configuration"
         )
+    show_configuration(task, general or {}, resources_text)
     task.set_user_properties(
         **{
             LOG_LEVEL_PROPERTY: {
@@ -201,3 +204,154 @@ class TaskReporter:
         if current != level:
             log.info("log level %s -> %s (task property log_level)", current, level)
             logger.setLevel(level)
+
+
+GENERAL_SECTION = "General"
+RESOURCES_OBJECT = "resources"
+UPLOADED_OBJECT = "uploaded view"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def task_view(config_text: str, catalog: Any) -> tuple[dict[str, str], str | None]:
+    """What the task shows where ClearML users look: the scalar settings of the ``scaler``
+    section (HYPER PARAMETERS > General) and the resources as JSON (configuration object
+    ``resources``). Secret fields are never shown; resources holding one are not shown at all
+    (editing them there would lose it)."""
+    import json
+
+    from scaler.config.catalog import parse_path
+    from scaler.config.loading import own_secret_variables, parse_hocon
+
+    raw, problems = parse_hocon(config_text, source="task", data="a task", allow=own_secret_variables(catalog))
+    if problems or not isinstance(raw, dict):
+        return {}, None
+    section = raw.get("scaler") if isinstance(raw.get("scaler"), dict) else {}
+    general = {
+        key: json.dumps(value)
+        if isinstance(value, bool)
+        else f"{_seconds(value):g}s"
+        if _seconds(value) is not None
+        else str(value)
+        for key, value in (section or {}).items()
+        if (isinstance(value, str | int | float | bool) or _seconds(value) is not None)
+        and not catalog.is_secret(parse_path(f"scaler.{key}"))
+    }
+    resources = raw.get("resources")
+    if not isinstance(resources, list) or _holds_secret(resources, "resources", catalog, parse_path):
+        return general, None
+    return general, json.dumps(resources, indent=2)
+
+
+def _seconds(value: Any) -> float | None:
+    """Seconds of a HOCON period (``30s``: a timedelta or dateutil's relativedelta), else None."""
+    if isinstance(value, str | int | float | bool):
+        return None
+    if hasattr(value, "total_seconds"):
+        return float(value.total_seconds())
+    parts = ("days", "hours", "minutes", "seconds")
+    if all(hasattr(value, part) for part in parts):
+        return float(value.days * 86400 + value.hours * 3600 + value.minutes * 60 + value.seconds)
+    return None
+
+
+def _holds_secret(value: Any, path: str, catalog: Any, parse_path: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_secret(v, f"{path}.{k}", catalog, parse_path) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_secret(v, f"{path}[{i}]", catalog, parse_path) for i, v in enumerate(value))
+    try:
+        return bool(catalog.is_secret(parse_path(path)))
+    except Exception:
+        return True
+
+
+def show_configuration(task: Any, general: dict[str, str], resources_text: str | None) -> None:
+    """Put the view of :func:`task_view` on the task (editable in the UI)."""
+    if general:
+        task.set_parameters({f"{GENERAL_SECTION}/{key}": value for key, value in general.items()})
+    import json
+
+    task.set_configuration_object(
+        UPLOADED_OBJECT,
+        config_text=json.dumps({"general": general, "resources": resources_text}),
+        config_type="JSON",
+        description="what --remote showed in General and 'resources' (edits are told apart from it); do not edit",
+    )
+    if resources_text is not None:
+        task.set_configuration_object(
+            RESOURCES_OBJECT,
+            config_text=resources_text,
+            config_type="JSON",
+            description="the configuration's resources; edit, then restart the task to apply",
+        )
+
+
+def apply_task_edits(task: Any, config: Path, catalog: Any) -> list[str]:
+    """Write the values edited in the task's General section and ``resources`` object over the
+    configuration copied from the task (only those that differ from it). The edits are data: each
+    value is written as a HOCON literal, and the result is loaded and validated as any task
+    configuration is. Returns the edited keys."""
+    import json
+
+    text = config.read_text()
+    general, resources_text = task_view(text, catalog)
+    try:
+        uploaded = json.loads(task.get_configuration_object(UPLOADED_OBJECT) or "{}")
+        general = {str(k): str(v) for k, v in dict(uploaded.get("general") or general).items()}
+        resources_text = uploaded.get("resources", resources_text)
+    except (ValueError, TypeError, AttributeError):
+        pass
+    try:
+        params = task.get_parameters_as_dict().get(GENERAL_SECTION) or {}
+    except Exception:
+        params = {}
+    lines = []
+    for key, value in params.items():
+        value = str(value)
+        if not _NAME.fullmatch(key) or general.get(key) == value:
+            continue
+        if catalog.is_secret(_parse(f"scaler.{key}")):
+            continue
+        lines.append(f"scaler.{key} = {_literal(value)}")
+    edited = task.get_configuration_object(RESOURCES_OBJECT)
+    if edited and resources_text is not None and _json_or_text(edited) != _json_or_text(resources_text):
+        try:
+            lines.append(f"resources = {json.dumps(json.loads(edited))}")
+        except ValueError:
+            lines.append(f"resources = {edited}")  # HOCON: parsed as data with the rest
+    if lines:
+        write_private(
+            config,
+            text
+            + "\n# edited in the ClearML task (HYPER PARAMETERS > General, 'resources')\n"
+            + "\n".join(lines)
+            + "\n",
+        )
+    return [line.split(" = ", 1)[0] for line in lines]
+
+
+def _parse(path: str) -> Any:
+    from scaler.config.catalog import parse_path
+
+    return parse_path(path)
+
+
+def _json_or_text(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _literal(value: str) -> str:
+    """A HOCON literal of a value typed in the UI: a number or boolean as is, anything else quoted
+    (so no substitution or include can come from it)."""
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return json.dumps(value)
+    return value if isinstance(parsed, bool | int | float) else json.dumps(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -191,6 +192,11 @@ def run(
     # an unknown or broken provider (or none given, and the configuration does not say which) is
     # reported before anything is contacted
     provider = resolve_provider(host, config, provider, from_task=from_task)
+    if from_task:
+        # values edited in HYPER PARAMETERS > General and the 'resources' object: data, validated below
+        edited = clearml_task.apply_task_edits(task, config, host.catalog())
+        if edited:
+            logging.getLogger("scaler").info("task edits applied over its configuration: %s", ", ".join(edited))
     chosen = host.provider(provider)
     source = ClearMLSource()
     vaults: list[tuple[str, str]] = []
@@ -258,6 +264,9 @@ def _run_remote(
     variables = _check_secrets_stay(host, provider, config, config_text, vault, vault_text, project, upload_secrets)
     if not packages:
         packages = _default_packages(host, provider, queue)
+    from scaler.clearml.task import task_view
+
+    general, resources_text = task_view(config_text, host.catalog())
     try:
         task = create_task(
             name=cfg.scaler.name,
@@ -270,6 +279,8 @@ def _run_remote(
             log_level=log_level,
             packages=packages,
             docker=docker,
+            general=general,
+            resources_text=resources_text,
         )
     except ScalerError as exc:
         fail(str(exc))

@@ -81,6 +81,10 @@ def test_remote_creates_the_task_with_its_configuration_and_enqueues_it(
     assert task["configuration"]["scaler"]["value"] == config.read_text()  # as written, comments included
     assert task["configuration"]["scaler"]["type"] == "HOCON"
     assert task["hyperparams"]["properties"]["log_level"]["value"] == "WARNING"
+    # where ClearML users look (issue 14, item 6): the scalar settings and the resources, editable
+    general = {name: p["value"] for name, p in task["hyperparams"]["General"].items()}
+    assert general == {"name": "remote-fleet", "workers_prefix": "rem", "polling_interval": "1s"}
+    assert '"max_instances": 2' in task["configuration"]["resources"]["value"]
     assert task["script"]["entry_point"] == "-m scaler.cli run --provider simulated --log-format text --dry-run"
     assert f"clearml-scaler=={__version__}" in task["script"]["requirements"]["pip"]
     assert task["status"] == "queued"
