@@ -146,7 +146,9 @@ def run(
 ) -> None:
     """Run the loop: launch machines for waiting tasks, terminate idle ones.
 
-    SIGINT/SIGTERM finish the current tick and exit 0, leaving the fleet as it is.
+    SIGINT/SIGTERM finish the current tick and exit 0, leaving the fleet as it is. With --once, exit 1
+    when the tick could not do its job (ClearML or the cloud unreadable, the lease held by another
+    scaler, the server's vaults unreadable); docs/operating.md lists the exit codes.
     """
     import signal
 
@@ -225,6 +227,10 @@ def run(
     finally:
         if metrics is not None:
             metrics.close()
+    failures = reconciler.history[-1].failures() if once and reconciler.history else []
+    if failures:
+        # cron and CI gate on the exit code (docs/operating.md): a tick that could not do its job is a failure
+        fail(f"--once: the tick could not do its job: {'; '.join(failures)}")
 
 
 def _remote_args(

@@ -87,6 +87,19 @@ class TickReport:
     cloud_ok: bool = True
     duration: float = 0.0
 
+    def failures(self) -> list[str]:
+        """Why this tick could not do its job (empty: it could): what ``scaler run --once`` exits 1 for."""
+        out = []
+        if not self.clearml_ok:
+            out.append("the ClearML server could not be read")
+        if self.errors["lease"]:
+            out.append("another scaler of this fleet holds the lease (or it could not be checked): nothing was done")
+        elif not self.cloud_ok:
+            out.append("the cloud could not be listed")
+        if self.errors["bug"]:
+            out.append("the tick failed unexpectedly (see the log)")
+        return out
+
 
 class Reconciler:
     def __init__(
