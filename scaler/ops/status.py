@@ -38,12 +38,16 @@ def collect(
     now = time.time() if now is None else now
     errors: list[str] = []
     queues, workers = source.read(config.queues)
+    clearml_error = cloud_error = None
     if queues is None or workers is None:
-        errors.append("the ClearML server could not be read: pending tasks and workers are unknown")
+        # why, as the SDK said it (the command masks secrets in the whole snapshot)
+        clearml_error = str(getattr(source, "last_error", "") or "") or "no answer"
+        errors.append(f"the ClearML server could not be read: pending tasks and workers are unknown ({clearml_error})")
     try:
         instances = provider.list_instances(config)
     except ProviderError as exc:
         instances = None
+        cloud_error = f"{exc.kind}: {exc}"
         errors.append(f"the cloud could not be listed ({exc.kind}): {exc}")
 
     state = read_state(state_path) if state_path is not None else None
@@ -139,6 +143,8 @@ def collect(
         "at": now,
         "clearml_ok": queues is not None and workers is not None,
         "cloud_ok": instances is not None,
+        "clearml_error": clearml_error,
+        "cloud_error": cloud_error,
         "errors": errors,
         "queues": queue_rows,
         "resources": resources,

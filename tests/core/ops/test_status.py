@@ -164,7 +164,11 @@ def test_status_when_clearml_is_down(fake_clearml: FakeClearML, tmp_path: Path) 
     assert proc.returncode == 1, proc.stderr
     snap = json.loads(proc.stdout)
     assert not snap["clearml_ok"] and snap["cloud_ok"]
-    assert snap["errors"] == ["the ClearML server could not be read: pending tasks and workers are unknown"]
+    # the error says why (issue 14, item 10)
+    [error] = snap["errors"]
+    assert error.startswith("the ClearML server could not be read: pending tasks and workers are unknown (")
+    assert "Connection" in snap["clearml_error"] and snap["clearml_error"] in error
+    assert snap["cloud_error"] is None
     assert snap["queues"][0]["pending"] is None and not snap["scaler"]["found"]
     # the machine is running, but whether it is booting, idle or busy cannot be told
     [cpu] = [r for r in snap["resources"] if r["name"] == "cpu"]
