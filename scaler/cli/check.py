@@ -91,7 +91,9 @@ def _check_clearml(config: Config) -> list[Problem]:
     info = source.server_info()
     known = redact.known_secrets(config, info)
     server = info.api_host or "(no server configured)"
-    if source.whoami() is None:
+    # the first call logs in: its failure is the credentials' (or the server's)
+    missing = source.missing_queues(config.queues or ["-"])
+    if missing is None:
         why = redact.redact(source.last_error or "no answer", known)
         where = f"CLEARML_* environment or {info.config_file}" if info.config_file else "CLEARML_* environment"
         return [
@@ -101,10 +103,7 @@ def _check_clearml(config: Config) -> list[Problem]:
                 f"(from the {where}): {why}",
             )
         ]
-    missing = source.missing_queues(config.queues)
-    if missing is None:
-        why = redact.redact(source.last_error or "no answer", known)
-        return [Problem("clearml", f"cannot read the queues of the ClearML server {server}: {why}")]
+    missing = [name for name in missing if name in config.queues]
     problems = []
     for name in missing:
         index = next(i for i, r in enumerate(config.resources) if r.queue == name)
