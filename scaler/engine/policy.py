@@ -81,7 +81,8 @@ class TerminationKind(str, enum.Enum):
     """Why an instance is terminated: the ``reason`` label of the metrics and the ClearML
     task's ``terminations`` scalars (both list every member, so none can be missed)."""
 
-    IDLE = "idle"  # idle ≥ max_idle_time, or early when a cheaper home has room (consolidation)
+    IDLE = "idle"  # idle ≥ max_idle_time
+    CONSOLIDATION = "consolidation"  # idle, early: a cheaper home (resource, or spot again) has room for the next task
     STUCK = "stuck"  # no worker stuck_timeout after launch or after its worker was last seen
     ORPHAN = "orphan"  # its resource is no longer configured (orphans = terminate)
     SPOT_UNFULFILLED = "spot_unfulfilled"  # spot request pending past regular_instance_rollback_timeout
@@ -358,9 +359,9 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                     Terminate(
                         inst.id,
                         resource_name,
-                        TerminationKind.IDLE,
+                        TerminationKind.CONSOLIDATION,
                         f"idle for {format_duration(round(idle_for))} and {cheaper}: the next task gets the "
-                        "cheaper machine (consolidation)",
+                        "cheaper machine",
                         ids,
                     )
                 )
@@ -727,5 +728,5 @@ def termination_deferred(
     back (``idle_before``: the timers before that tick's decision), so the next tick decides
     the same instead of waiting a whole ``max_idle_time`` again."""
     for item in items:
-        if item.kind == TerminationKind.IDLE or item.instance_id in idle_before:
+        if item.kind in (TerminationKind.IDLE, TerminationKind.CONSOLIDATION) or item.instance_id in idle_before:
             state.idle_since[item.instance_id] = idle_before.get(item.instance_id, now)

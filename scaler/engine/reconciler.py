@@ -101,6 +101,11 @@ class TickReport:
         return out
 
 
+def _failed(launch: Launch, what: str) -> str:
+    """The action line of a launch the provider refused (it is not a launch: nothing was created)."""
+    return f"launch of {launch.count} x {launch.resource} ({'spot' if launch.spot else 'on-demand'}) failed: {what}"
+
+
 class Reconciler:
     def __init__(
         self,
@@ -368,6 +373,7 @@ class Reconciler:
             )
         except CapacityError as exc:
             report.errors["capacity"] += 1
+            report.actions[-1] = _failed(launch, f"out of capacity ({exc}); spilling over")
             record_launch_failure(self.state, launch, "capacity", report.now, self.config)
             log.warning(
                 "no capacity for %s (%s): %s; spilling over",
@@ -379,6 +385,7 @@ class Reconciler:
         except TransientError as exc:
             # the call may have been accepted: retry with the same token next tick
             report.errors["transient"] += 1
+            report.actions[-1] = _failed(launch, f"{exc}; retrying with the same token next tick")
             record_launch_failure(self.state, launch, "unknown", report.now, self.config)
             log.warning(
                 "launch of %s failed transiently: %s; retrying with the same token next tick", launch.resource, exc
@@ -386,6 +393,7 @@ class Reconciler:
             return []
         except ProviderError as exc:
             report.errors[exc.kind] += 1
+            report.actions[-1] = _failed(launch, f"{exc.kind}: {exc}")
             record_launch_failure(self.state, launch, exc.kind, report.now, self.config)
             log.error("launch of %s failed (%s): %s", launch.resource, exc.kind, exc)
             # a quota is per instance family/region: the next resource may still fit, so

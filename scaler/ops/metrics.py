@@ -9,7 +9,7 @@ from the first scrape (labels of configured resources and queues start at 0).
 ``scaler_max_instances{resource}``               the resource's ``max_instances``
 ``scaler_pending_tasks{queue}``                  tasks waiting in each served queue
 ``scaler_launches_total{resource}``              instances launched
-``scaler_terminations_total{reason}``            instances terminated: idle | stuck | orphan | spot_unfulfilled | stopped
+``scaler_terminations_total{reason}``            instances terminated: idle | consolidation | stuck | orphan | spot_unfulfilled | stopped
 ``scaler_requeued_tasks_total``                  interrupted tasks put back in their queue
 ``scaler_errors_total{kind}``                    errors by kind (capacity, quota, auth, transient, ...)
 ``scaler_tick_duration_seconds``                 histogram of tick durations

@@ -1,4 +1,9 @@
-"""``scaler demo``: the real policy and reconciler on the simulated cloud, with a timeline."""
+"""``scaler demo``: the real policy and reconciler on the simulated cloud, with a timeline.
+
+The run and its figures are ``scaler simulate``'s (:func:`scaler.sim.run.run_scaler_policy`,
+:func:`scaler.sim.report.build_report`): the demo adds the timeline of every action with its
+reason, and shows the same report as a short summary.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,17 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scaler.config.loading import ConfigFileError, load_config
-from scaler.errors import ConfigError
-from scaler.sim.world import Summary, Trace, demo_paths, run_simulation
+from scaler.sim.report import Report, summary_rows
+from scaler.sim.run import load, run_scaler_policy
+from scaler.sim.world import demo_paths
 
 if TYPE_CHECKING:
     from scaler.engine.reconciler import TickReport
     from scaler.host import PluginHost
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``02:14:30``: virtual time since the start of the trace."""
     return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
 
 
@@ -27,24 +33,14 @@ def run_demo(
     *,
     json_output: bool = False,
     quiet: bool = False,
-) -> Summary:
+) -> Report:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     default_config, default_trace = demo_paths()
-    config_path = config_path or default_config
-    try:
-        result = load_config(config_path, host, provider="simulated")
-    except ConfigFileError as exc:
-        raise ConfigError(str(exc)) from None
-    if not result.ok or result.config is None:
-        raise ConfigError("; ".join(p.render() for p in result.errors))
-    config = result.config
-    try:
-        trace = Trace.load(trace_path or default_trace)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"trace {trace_path}: cannot be read: {type(exc).__name__}: {exc}") from None
+    config, spec = load(host, config_path or default_config, trace_path or default_trace)
+    trace = spec.trace
 
     console = Console(stderr=json_output, markup=False, highlight=False)
     logging.getLogger("scaler").setLevel(logging.CRITICAL)  # the timeline shows every action instead
@@ -54,8 +50,9 @@ def run_demo(
         if trace.description:
             console.print(trace.description)
         console.print(
-            f"{len(trace.tasks)} tasks, {len(config.resources)} resources, virtual time "
-            f"{_clock(trace.horizon)}, ticks every {config.scaler.polling_interval:g}s\n"
+            f"{len(trace.tasks)} tasks, {len(config.resources)} resources, a tick every "
+            f"{config.scaler.polling_interval:g}s of virtual time; it ends when every task is done and no "
+            f"machine is left (at {clock(trace.horizon)} at the latest)\n"
         )
     progress = Progress(
         TextColumn("virtual time {task.fields[clock]}"),
@@ -70,45 +67,23 @@ def run_demo(
     def on_tick(report: TickReport) -> None:
         fleet = sum(s["alive"] for s in report.fleet.values())
         pending = sum(report.pending.values())
-        progress.update(job, completed=report.now, clock=_clock(report.now), pending=pending, fleet=fleet)
+        progress.update(job, completed=report.now, clock=clock(report.now), pending=pending, fleet=fleet)
         if show:
             for line in report.actions:
-                progress.console.print(f"[{_clock(report.now)}] {line}", soft_wrap=True)
+                progress.console.print(f"[{clock(report.now)}] {line}", soft_wrap=True)
 
     with progress:
         job = progress.add_task("demo", total=trace.horizon, clock="00:00:00", pending=0, fleet=0)
-        summary = run_simulation(config, host, trace, on_tick=on_tick)
+        report = run_scaler_policy(config, host, spec, on_tick=on_tick)
 
     if json_output:
-        print(json.dumps(summary.as_dict(), indent=2))
-        return summary
-    table = Table(title=f"Summary: {summary.trace}")
+        print(json.dumps(report.as_dict(), indent=2))
+        return report
+    table = Table(title=f"Summary: {report.trace}")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    launched = sum(summary.launched.values())
-    table.add_row(
-        "instances launched", f"{launched} ({', '.join(f'{k}: {v}' for k, v in sorted(summary.launched.items()))})"
-    )
-    table.add_row(
-        "instances terminated",
-        f"{sum(summary.terminated.values())} ("
-        + (", ".join(f"{k}: {v}" for k, v in sorted(summary.terminated.items())) or "none")
-        + ")",
-    )
-    table.add_row("spot reclaims / tasks re-enqueued", f"{summary.preempted} / {summary.requeued}")
-    table.add_row("tasks completed", f"{summary.completed} of {summary.tasks}")
-    table.add_row(
-        "task wait p50 / p95 / max", f"{summary.wait_p50:.0f}s / {summary.wait_p95:.0f}s / {summary.wait_max:.0f}s"
-    )
-    table.add_row(
-        "instance-minutes",
-        f"{sum(summary.instance_minutes.values()):.0f} ("
-        + ", ".join(f"{k}: {v:.0f}" for k, v in sorted(summary.instance_minutes.items()))
-        + ")",
-    )
-    table.add_row("fleet cost", f"${summary.cost:.2f}")
-    table.add_row("peak fleet", str(summary.peak_fleet))
-    table.add_row("ticks", str(summary.ticks))
+    for figure, value in summary_rows(report, clock):
+        table.add_row(figure, value)
     console.print()
     console.print(table)
-    return summary
+    return report

@@ -5,8 +5,12 @@
   resource of its queue: no policy can pay less for it. A machine bills from launch to
   termination and runs one task at a time, so the bound is never above the measured cost
   (per resource too: each resource's bound sums the tasks that ran on it).
-* task wait p50/p95/max (arrival → start of the run that completed), launches by reason,
-  failed launches, terminations by reason, spot reclaims, re-enqueued and lost tasks.
+* task wait p50/p95/max (the time a task spent queued: arrival → first start, plus each
+  re-enqueue → the next start), launches by reason, failed launch calls, terminations by reason
+  (a spot reclaim is one, by the cloud), spot reclaims, re-enqueued and lost tasks.
+
+``scaler simulate`` prints it (:func:`render_text`) and ``scaler demo`` summarises the same
+report after its timeline (:func:`summary_rows`): one computation for both.
 
 Rendered as text tables (:func:`render_text`) or a PNG of pending tasks and fleet size over
 time (:func:`plot`, needs matplotlib).
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,6 +256,33 @@ def _ratio(value: float | None) -> str:
 
 def _counts(counter: Mapping[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(counter.items())) or "none"
+
+
+def summary_rows(report: Report, clock: Callable[[float], str] | None = None) -> list[tuple[str, str]]:
+    """The report in a few lines (``scaler demo``'s summary): ``(figure, value)`` rows, virtual
+    times spelt by ``clock`` (default: hours)."""
+    spell = clock or (lambda seconds: f"{seconds / 3600:.2f} h")
+    names = sorted(report.resources, key=lambda row: row.name)
+    completed = f"{report.completed} of {report.tasks}" + (f" ({report.stranded} stranded)" if report.stranded else "")
+    ratio = f", cost ÷ bound {_ratio(report.ratio)}" if report.ratio is not None else ""
+    return [
+        (
+            "instances launched",
+            f"{sum(r.launched for r in names)} (" + ", ".join(f"{r.name}: {r.launched}" for r in names) + ")",
+        ),
+        ("failed launch calls", _counts(report.launch_failures)),
+        ("instances terminated", f"{sum(report.terminations.values())} ({_counts(report.terminations)})"),
+        ("spot reclaims / tasks re-enqueued", f"{report.preempted} / {report.requeued}"),
+        ("tasks completed", completed),
+        ("task wait p50 / p95 / max", f"{report.wait_p50:.0f}s / {report.wait_p95:.0f}s / {report.wait_max:.0f}s"),
+        (
+            "instance-hours",
+            f"{report.instance_hours:.2f} (" + ", ".join(f"{r.name}: {r.instance_hours:.2f}" for r in names) + ")",
+        ),
+        ("fleet cost", f"{_money(report.cost)} (lower bound {_money(report.lower_bound)}{ratio})"),
+        ("peak fleet", str(report.peak_fleet)),
+        ("ticks / virtual end", f"{report.ticks} / {spell(report.end)}"),
+    ]
 
 
 def render_text(report: Report) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +25,7 @@ from scaler.sim.trace import SimTrace, make_world, vary
 
 if TYPE_CHECKING:
     from scaler.config.model import Config, Resource
+    from scaler.engine.reconciler import TickReport
     from scaler.host import PluginHost
     from scaler.types import Instance
 
@@ -89,8 +90,12 @@ class _RecordingProvider(Provider):
         return created
 
 
-def run_scaler_policy(config: Config, host: PluginHost, spec: SimTrace) -> Report:
-    """Replay ``spec`` with this project's policy and reconciler on the simulated provider."""
+def run_scaler_policy(
+    config: Config, host: PluginHost, spec: SimTrace, *, on_tick: Callable[[TickReport], None] | None = None
+) -> Report:
+    """Replay ``spec`` with this project's policy and reconciler on the simulated provider
+    (``on_tick`` sees each tick's report: the demo's timeline). The run stops once every task has
+    arrived and is done or stranded and no machine is left, at the latest at the trace's horizon."""
     from scaler.engine.reconciler import Reconciler
 
     world = make_world(config, spec)
@@ -108,6 +113,8 @@ def run_scaler_policy(config: Config, host: PluginHost, spec: SimTrace) -> Repor
                 world.advance(now)
                 report = reconciler.tick()
                 ticks += 1
+                if on_tick is not None:
+                    on_tick(report)
                 terminations.update(report.terminated)
                 requeued += report.requeued
                 if now >= last_arrival and world.settled():

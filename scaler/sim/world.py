@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter, defaultdict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from scaler.default_plugins import simulated
 from scaler.engine.fleet import WorkerObs
 from scaler.engine.policy import QueueObs
 from scaler.types import Secret, ServerInfo
-
-if TYPE_CHECKING:
-    from scaler.config.model import Config
-    from scaler.engine.reconciler import TickReport
-    from scaler.host import PluginHost
 
 DATA = Path(__file__).parent / "data"
 
@@ -251,7 +246,7 @@ class World:
         )
 
 
-# --- the run and its summary ----------------------------------------------------------------
+# --- figures -------------------------------------------------------------------------------------
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -262,97 +257,5 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank]
 
 
-@dataclass
-class Summary:
-    trace: str
-    ticks: int = 0
-    launched: Counter[str] = field(default_factory=Counter)
-    terminated: Counter[str] = field(default_factory=Counter)
-    requeued: int = 0
-    preempted: int = 0
-    tasks: int = 0
-    completed: int = 0
-    wait_p50: float = 0.0
-    wait_p95: float = 0.0
-    wait_max: float = 0.0
-    instance_minutes: dict[str, float] = field(default_factory=dict)
-    cost: float = 0.0
-    peak_fleet: int = 0
-    timeline: list[tuple[float, int, int]] = field(default_factory=list)  # (time, pending, fleet)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "trace": self.trace,
-            "ticks": self.ticks,
-            "launched": dict(self.launched),
-            "terminated": dict(self.terminated),
-            "requeued": self.requeued,
-            "preempted": self.preempted,
-            "tasks": self.tasks,
-            "completed": self.completed,
-            "wait_seconds": {"p50": self.wait_p50, "p95": self.wait_p95, "max": self.wait_max},
-            "instance_minutes": {k: round(v, 1) for k, v in self.instance_minutes.items()},
-            "cost": round(self.cost, 2),
-            "peak_fleet": self.peak_fleet,
-        }
-
-
-def summarise(world: World, reports: list[TickReport], prices: dict[str, float]) -> Summary:
-    summary = Summary(world.trace.name, ticks=len(reports), preempted=world.preempted)
-    for report in reports:
-        summary.launched.update(report.launched)
-        summary.terminated.update(report.terminated)
-        summary.requeued += report.requeued
-        fleet = sum(stats["alive"] for stats in report.fleet.values())
-        summary.peak_fleet = max(summary.peak_fleet, fleet)
-        summary.timeline.append((report.now, sum(report.pending.values()), fleet))
-    tasks = list(world.queue.tasks.values())
-    summary.tasks = len(tasks)
-    summary.completed = sum(1 for t in tasks if t.status == "completed")
-    waits = [(t.started if t.started is not None else world.clock.now) - t.arrived for t in tasks]
-    summary.wait_p50, summary.wait_p95 = percentile(waits, 50), percentile(waits, 95)
-    summary.wait_max = max(waits, default=0.0)
-    minutes: dict[str, float] = defaultdict(float)
-    for inst in world.cloud.instances.values():
-        end = inst.ended_at if inst.state == "terminated" or inst.ended_at else world.clock.now
-        minutes[inst.resource] += (end - inst.launched_at) / 60
-    summary.instance_minutes = dict(minutes)
-    summary.cost = sum(m / 60 * prices.get(r, 0.0) for r, m in minutes.items())
-    return summary
-
-
 def demo_paths() -> tuple[Path, Path]:
     return DATA / "demo.conf", DATA / "demo-trace.json"
-
-
-def run_simulation(
-    config: Config,
-    host: PluginHost,
-    trace: Trace,
-    *,
-    on_tick: Callable[[TickReport], None] | None = None,
-    capacity: dict[str, int] | None = None,
-) -> Summary:
-    """Replay ``trace`` with the real policy and reconciler on the simulated provider."""
-    from scaler.engine.reconciler import Reconciler
-
-    clock = VirtualClock(0.0)
-    world = World(trace, config.scaler.workers_prefix, clock, {r.name: r.queue for r in config.resources}, capacity)
-    simulated.use_cloud(world.cloud)
-    try:
-        reconciler = Reconciler(config, host, host.provider(simulated.NAME), world.queue, clock=clock)
-        reports: list[TickReport] = []
-        last_arrival = trace.tasks[-1].at if trace.tasks else 0.0
-        now = 0.0
-        while now <= trace.horizon:
-            world.advance(now)
-            report = reconciler.tick()
-            reports.append(report)
-            if on_tick is not None:
-                on_tick(report)
-            if now > last_arrival and world.done and not world.cloud.alive():
-                break
-            now += config.scaler.polling_interval
-    finally:
-        simulated.use_cloud(None)
-    return summarise(world, reports, {r.name: r.price_per_hour for r in config.resources})

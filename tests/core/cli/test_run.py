@@ -223,12 +223,12 @@ def test_run_sigterm_during_start_up_exits_0_having_changed_nothing(fake_clearml
 def test_demo_json_reports_all_tasks_completed() -> None:
     proc = cli("demo", "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
-    assert summary["tasks"] > 0
-    assert summary["completed"] == summary["tasks"]
-    assert sum(summary["launched"].values()) >= 1
-    assert sum(summary["terminated"].values()) >= 1
-    assert summary["peak_fleet"] >= 1
+    report = json.loads(proc.stdout)  # `scaler simulate`'s report (tests/core/sim/test_demo.py)
+    assert report["tasks"]["total"] > 0
+    assert report["tasks"]["completed"] == report["tasks"]["total"]
+    assert report["total"]["launched"] >= 1
+    assert sum(report["terminations"].values()) >= 1
+    assert report["peak_fleet"] >= 1
 
 
 def test_demo_text_prints_the_summary_table() -> None:

@@ -557,7 +557,7 @@ TERMINATION = [
                 {"q": 0},
                 [M("d1", "dear"), M("c1", "cheap")],
                 [W("dear", "d1"), W("cheap", "c1", "t1")],
-                terms=[("d1", "idle")],
+                terms=[("d1", "consolidation")],
             ),
         ],
     ),
@@ -725,7 +725,7 @@ SPOT = [
             Tick(700, {"q": 0}, [M("od1", at=500)], [W("a", "od1")]),
             Tick(2400, {"q": 0}, [M("od1", at=500)], [W("a", "od1", "t9")]),  # busy after the blackout
             Tick(2430, {"q": 0}, [M("od1", at=500)], [W("a", "od1")]),
-            Tick(2500, {"q": 0}, [M("od1", at=500)], [W("a", "od1")], terms=[("od1", "idle")]),
+            Tick(2500, {"q": 0}, [M("od1", at=500)], [W("a", "od1")], terms=[("od1", "consolidation")]),
         ],
     ),
 ]
