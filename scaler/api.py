@@ -10,6 +10,11 @@ A plugin declares its configuration with :class:`Section` and :class:`Field` (ho
 values from ``config.provider_settings`` and ``resource.provider``, and its
 ``scaler_validate_config`` receives :class:`ResourceSettings`.
 
+Ownership: a provider tags each machine it launches with ``config.tags_for(resource.name,
+launch_token)`` (the tag names are :data:`TAG_SCALER`, :data:`TAG_FLEET`, :data:`TAG_RESOURCE`,
+:data:`TAG_LAUNCH_TOKEN`), lists the machines for which ``config.listed(tags)`` holds and reads
+each back with :meth:`Instance.from_tags`.
+
 The hook specifications themselves are documented in :mod:`scaler.hookspecs` and
 docs/plugin-hooks.md; the conformance kit is :mod:`scaler.testing`.
 """
@@ -21,6 +26,7 @@ from scaler.config.model import Config, Resource
 from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
 from scaler.hookspecs import hookimpl
 from scaler.types import (
+    TAG_FLEET,
     TAG_LAUNCH_TOKEN,
     TAG_RESOURCE,
     TAG_SCALER,
@@ -32,9 +38,11 @@ from scaler.types import (
     Secret,
     ServerInfo,
     Severity,
+    fleet_identity,
 )
 
 __all__ = [
+    "TAG_FLEET",
     "TAG_LAUNCH_TOKEN",
     "TAG_RESOURCE",
     "TAG_SCALER",
@@ -58,5 +66,6 @@ __all__ = [
     "ServerInfo",
     "Severity",
     "TransientError",
+    "fleet_identity",
     "hookimpl",
 ]

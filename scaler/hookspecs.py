@@ -9,8 +9,8 @@ entry-point group ``scaler``; the entry-point name of a provider is the name use
 There are two kinds of hooks:
 
 * **Provider hooks** (``scaler_launch``, ``scaler_list_instances``, ``scaler_terminate``,
-  ``scaler_console_output``, ``scaler_check_cloud``) are called on the one provider chosen
-  with ``--provider``; no other plugin ever sees those calls.
+  ``scaler_console_output``, ``scaler_check_cloud``, ``scaler_tag_instances``) are called on
+  the one provider chosen with ``--provider``; no other plugin ever sees those calls.
 * **Contribution hooks** are called on every loaded plugin, built-in first, and their
   answers are collected in that order (``scaler_validate_config`` only on the plugin that
   declared the section being checked, through ``scaler_config_sections``).
@@ -64,6 +64,7 @@ PROVIDER_HOOKS = (
     "scaler_terminate",
     "scaler_console_output",
     "scaler_check_cloud",
+    "scaler_tag_instances",
 )
 
 
@@ -94,8 +95,10 @@ def scaler_launch(
         launch spot machines when true, and report them with ``Instance.spot``.
 
     Tag/label every machine, in the same call that creates it, with
-    ``TAG_SCALER = config.scaler.name``, ``TAG_RESOURCE = resource.name`` and
-    ``TAG_LAUNCH_TOKEN = launch_token``, so that no machine is ever untracked.
+    ``config.tags_for(resource.name, launch_token)``: ``TAG_SCALER = config.scaler.name``,
+    ``TAG_FLEET = config.fleet_id`` (the fleet identity, when known), ``TAG_RESOURCE =
+    resource.name`` and ``TAG_LAUNCH_TOKEN = launch_token``, so that no machine is ever
+    untracked and no other deployment takes it for its own.
 
     Returns the :class:`Instance` objects created (fewer than ``count`` if the cloud gave
     fewer), ``launched_at`` in unix seconds. Raises :class:`CapacityError` when no machine
@@ -106,22 +109,31 @@ def scaler_launch(
 
 
 @hookspec(firstresult=True)
-def scaler_list_instances(config: Config) -> list[Instance]:
-    """Every live or stopping machine this scaler owns, found by its tags/labels alone.
+def scaler_list_instances(config: Config, include_foreign: bool) -> list[Instance]:
+    """Every live or stopping machine of this fleet, found by its tags/labels alone.
 
     Called by the reconciler once per tick, before it decides anything, and by
     ``scaler status``, on the chosen provider only. The cloud is the source of truth: a
     restarted scaler rebuilds its fleet from this answer.
 
-    :param config: the run's configuration; own machines carry
-        ``TAG_SCALER == config.scaler.name``.
+    :param config: the run's configuration. The fleet's machines carry
+        ``TAG_SCALER == config.scaler.name`` and ``TAG_FLEET == config.fleet_id`` (the fleet
+        identity: the scaler's name with the ClearML server and workspace it serves).
+    :param include_foreign: false for the loop. True only for ``scaler status``, which shows
+        the machines that carry this scaler's name but another deployment's identity as
+        *foreign*; a provider may ignore it (accept only ``config``).
 
-    Returns an :class:`Instance` per machine, read from its tags: ``resource`` from
-    ``TAG_RESOURCE``, ``launch_token`` from ``TAG_LAUNCH_TOKEN``, ``launched_at`` in unix
-    seconds, ``spot``. Machines of other scalers or of none are never returned; terminated
-    ones may be left out. Follow every page of the cloud's list: a fleet bigger than a page
-    must come back whole. Raises :class:`TransientError` or :class:`AuthError` when the cloud
-    cannot be read; the loop then launches nothing this tick.
+    List the machines tagged with the scaler's name and keep those for which
+    ``config.listed(tags, include_foreign)`` holds: this fleet's identity, or no identity at all
+    (*legacy*: launched before identities existed; core adopts one once its worker shows it is
+    this fleet's, and never touches it otherwise). A machine with another identity is never
+    returned to the loop. Returns an :class:`Instance` per machine, read from its tags
+    (:meth:`Instance.from_tags`): ``resource`` from ``TAG_RESOURCE``, ``launch_token`` from
+    ``TAG_LAUNCH_TOKEN``, ``fleet`` from ``TAG_FLEET`` (empty when absent), ``launched_at`` in
+    unix seconds, ``spot``. Terminated machines may be left out. Follow every page of the
+    cloud's list: a fleet bigger than a page must come back whole. Raises
+    :class:`TransientError` or :class:`AuthError` when the cloud cannot be read; the loop then
+    launches nothing this tick.
     """
 
 
@@ -168,6 +180,30 @@ def scaler_check_cloud(config: Config) -> list[Problem]:
     Look up what the configuration names (images, instance types, networks) and whether a
     launch would be permitted; create nothing. Returns the :class:`Problem` list found,
     empty when all is well.
+    """
+
+
+@hookspec(firstresult=True)
+def scaler_tag_instances(config: Config, instance_ids: list[str], tags: dict[str, str]) -> bool:
+    """Add tags/labels to machines of this fleet, keeping the ones they have; optional.
+
+    Called by the reconciler, on the chosen provider only, to adopt *legacy* machines (listed
+    with the scaler's name but no ``TAG_FLEET``, launched before fleet identities) once their
+    worker shows they are this fleet's: ``tags`` is ``{TAG_FLEET: config.fleet_id}``. A provider
+    without it keeps working; its legacy machines are then never tagged, and an orphaned one is
+    never terminated (the log says so once).
+
+    Also called by ``scaler adopt`` to take over machines of ClearML's own autoscaler: ids as
+    ``scaler_describe_instances`` returned them, ``tags`` the ownership tags a launch writes
+    (``config.tags_for(resource, launch_token)``).
+
+    :param config: the run's configuration.
+    :param instance_ids: ids as ``scaler_list_instances`` returned them.
+    :param tags: the tags to add or overwrite.
+
+    Batch the cloud calls. An id the cloud does not know (the machine is gone) is skipped.
+    Returns ``True``. Raises :class:`TransientError` or :class:`AuthError` when the cloud
+    refused; the reconciler tries again next tick.
     """
 
 

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "scaler"
 LOAD_ENV = "SCALER_LOAD_PLUGINS"
-#: the provider hooks every provider must implement (``scaler_check_cloud`` is optional)
+#: the provider hooks every provider must implement (``scaler_check_cloud`` and
+#: ``scaler_tag_instances`` are optional)
 REQUIRED_PROVIDER_HOOKS = ("scaler_launch", "scaler_list_instances", "scaler_terminate", "scaler_console_output")
 #: the prefix of every hook name; a plugin function with this prefix is taken for a hook
 HOOK_PREFIX = "scaler_"
@@ -304,8 +305,37 @@ class Provider:
             or []
         )
 
-    def list_instances(self, config: Config) -> list[Instance]:
-        return list(self._call("scaler_list_instances", config=config) or [])
+    def implements(self, hook: str) -> bool:
+        """Whether the provider implements ``hook`` (for the optional ones)."""
+        return hook in self._implemented
+
+    def list_instances(self, config: Config, *, include_foreign: bool = False) -> list[Instance]:
+        """The fleet's instances (its identity, or legacy: no identity). With ``include_foreign``
+        (``scaler status``), also the instances of the same scaler name that another deployment
+        owns, where the provider can say so (their ``fleet`` is another identity)."""
+        found = self.list_answer(config, include_foreign=include_foreign)
+        if include_foreign:
+            return found
+        # belt and braces: whatever a provider answers, another deployment's machine never reaches the loop
+        kept = [inst for inst in found if inst.fleet in ("", config.fleet_id)]
+        if len(kept) < len(found):
+            logging.getLogger("scaler").error(
+                "provider '%s' listed %d instance(s) of another deployment (another fleet identity) as this "
+                "fleet's: ignored; a bug in the provider (scaler_list_instances must keep config.listed(tags))",
+                self.name,
+                len(found) - len(kept),
+            )
+        return kept
+
+    def list_answer(self, config: Config, *, include_foreign: bool = False) -> list[Instance]:
+        """The provider's own answer to ``scaler_list_instances``, unfiltered (the conformance
+        kit checks it; the loop uses :meth:`list_instances`)."""
+        return list(self._call("scaler_list_instances", config=config, include_foreign=include_foreign) or [])
+
+    def tag_instances(self, config: Config, instance_ids: list[str], tags: dict[str, str]) -> None:
+        """Add ``tags`` to instances (optional hook: :class:`NotImplementedByProvider` without it)."""
+        if instance_ids:
+            self._call("scaler_tag_instances", config=config, instance_ids=list(instance_ids), tags=dict(tags))
 
     def terminate(self, config: Config, instance_ids: list[str]) -> None:
         if instance_ids:

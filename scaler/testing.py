@@ -42,6 +42,10 @@ Fixtures (``conformance_config``, ``list_page_size`` and ``inject_fault`` are re
     :attr:`ProviderConformance.provider_name`, loaded as ``scaler`` loads it.
 ``foreign_instance``
     Id of a machine in the backend that no scaler owns (no tags), or ``None`` (skipped).
+``legacy_instance``
+    Id of a machine tagged the way scalers tagged before fleet identities: with the
+    configuration's scaler name (``TAG_SCALER``), resource ``res-a`` and a launch token, but no
+    ``TAG_FLEET``; or ``None`` (skipped).
 ``unknown_instance_id``
     A well-formed id of a machine that does not exist.
 ``launch_in_fresh_process``
@@ -57,7 +61,11 @@ may take (a launch must not wait for the machine to boot), and
 Decisions the kit enforces, beyond the hook docstrings: terminating an unknown or
 already-gone id is success; the console output of an unknown id is a
 :class:`~scaler.errors.ProviderError` raised on purpose (not an empty string, so
-``scaler console-output`` can say the machine does not exist, and not a crash).
+``scaler console-output`` can say the machine does not exist, and not a crash); a machine
+launched by a scaler of the same name for another deployment (another fleet identity) is
+never listed; a legacy machine (name, no identity) is listed with an empty ``fleet``, and,
+when the provider implements the optional ``scaler_tag_instances``, listed as the fleet's own
+once tagged.
 
 The tests call the plugin only through the host, exactly as the loop does.
 """
@@ -82,7 +90,7 @@ import pytest
 
 from scaler.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
 from scaler.host import PluginBugError, PluginHost, Provider
-from scaler.types import InstanceState, RenderContext, ServerInfo
+from scaler.types import TAG_FLEET, InstanceState, RenderContext, ServerInfo, fleet_identity
 
 if TYPE_CHECKING:
     from scaler.config.model import Config
@@ -162,6 +170,11 @@ class ProviderConformance:
         return None
 
     @pytest.fixture
+    def legacy_instance(self) -> str | None:
+        """Id of an instance tagged with the scaler's name but no fleet identity (launched before identities)."""
+        return None
+
+    @pytest.fixture
     def unknown_instance_id(self) -> str:
         return "scaler-conformance-unknown-0"
 
@@ -198,6 +211,11 @@ class ProviderConformance:
             found = listed[inst.id]
             assert found.resource == resource.name, f"{inst.id} is listed with resource {found.resource!r}"
             assert found.launch_token == token, f"{inst.id} is listed with launch token {found.launch_token!r}"
+            assert found.fleet == config.fleet_id, (
+                f"{inst.id} is listed with fleet {found.fleet!r}, not the fleet identity {config.fleet_id!r}: "
+                "tag every machine with config.tags_for(resource.name, launch_token) and read it back "
+                "(Instance.from_tags)"
+            )
             assert found.state in (InstanceState.PENDING, InstanceState.RUNNING), f"{inst.id} is {found.state}"
         assert isinstance(provider.console_output(config, created[0].id), str)
         provider.terminate(config, _ids(created))
@@ -298,6 +316,53 @@ class ProviderConformance:
         other = replace(config, scaler=replace(config.scaler, name=f"{config.scaler.name}-other"))
         theirs = set(_ids(provider.list_instances(other)))
         assert not (created & theirs), f"scaler {other.scaler.name!r} lists {created & theirs}, which it does not own"
+
+    def test_list_never_returns_another_deployments_instances(
+        self, provider: Provider, conformance_config: Config
+    ) -> None:
+        """Two deployments with the same scaler name (e.g. the default) in one account: neither
+        lists the other's machines, so neither can ever terminate them."""
+        config = conformance_config
+        other = replace(config, fleet_id=fleet_identity(config.scaler.name, "https://other.invalid", "other"))
+        theirs = set(_ids(provider.launch(other, other.resources[0], 1, SCRIPT, _token(), False)))
+        ours = set(_ids(provider.launch(config, config.resources[0], 1, SCRIPT, _token(), False)))
+        listed = {i.id: i for i in provider.list_answer(config)}
+        assert not (theirs & set(listed)), (
+            f"list returned {sorted(theirs & set(listed))}, launched with the same scaler name by another "
+            "deployment (another fleet identity): keep only the machines for which config.listed(tags) holds"
+        )
+        assert ours <= set(listed), f"list lost this fleet's own {sorted(ours - set(listed))}"
+        assert not (ours & set(_ids(provider.list_answer(other)))), "the other deployment lists this one's machines"
+        for inst in provider.list_answer(config, include_foreign=True):
+            if inst.id in theirs:  # a provider may show them to `scaler status`, as foreign
+                assert inst.fleet == other.fleet_id, f"{inst.id} is listed as foreign with fleet {inst.fleet!r}"
+
+    def test_legacy_instances_are_listed_without_identity_and_adopted_by_tagging(
+        self, provider: Provider, conformance_config: Config, legacy_instance: str | None, unknown_instance_id: str
+    ) -> None:
+        if legacy_instance is None:
+            pytest.skip("the backend fixture gives no legacy instance")
+        config = conformance_config
+        listed = {i.id: i for i in provider.list_instances(config)}
+        assert legacy_instance in listed, (
+            "a machine tagged with the scaler's name but no fleet identity (launched before identities) must be "
+            "listed, with an empty fleet: core adopts it once its worker shows it is this fleet's"
+        )
+        assert listed[legacy_instance].fleet == "", (
+            f"legacy {legacy_instance} is listed with fleet {listed[legacy_instance].fleet!r}"
+        )
+        if not provider.implements("scaler_tag_instances"):
+            return
+        # an id the cloud does not know (the machine is gone) is skipped, not an error
+        provider.tag_instances(config, [legacy_instance, unknown_instance_id], {TAG_FLEET: config.fleet_id})
+        after = {i.id: i for i in provider.list_instances(config)}
+        assert after[legacy_instance].fleet == config.fleet_id, "tag_instances did not tag the fleet identity"
+        assert after[legacy_instance].resource == listed[legacy_instance].resource, "tagging lost the other tags"
+        assert after[legacy_instance].launch_token == listed[legacy_instance].launch_token, "tagging lost a tag"
+        other = replace(config, fleet_id=fleet_identity(config.scaler.name, "https://other.invalid", "other"))
+        assert legacy_instance not in set(_ids(provider.list_answer(other))), (
+            "once adopted, the machine is no longer listed by another deployment of the same name"
+        )
 
     # -- terminate ---------------------------------------------------------------------------
 
@@ -460,7 +525,8 @@ def config_for(
     host: PluginHost | None = None,
 ) -> Config:
     """A validated one-resource config for a conformance run (resource ``res-a`` on queue
-    ``q``), its sections normalised from the plugins' declarations as ``scaler run`` does.
+    ``q``), its sections normalised from the plugins' declarations as ``scaler run`` does, and
+    a fleet identity (``config.fleet_id``) as ``scaler run`` sets it.
 
     ``host`` holds the provider's plugin (default: the installed plugins); pass
     ``provider.host`` for a plugin registered by hand (:func:`provider_for`). Raises
@@ -477,4 +543,6 @@ def config_for(
     errors = [p.render() for p in host.validate(raw, provider, host.provider_names()) if p.severity == "error"]
     if errors:
         raise ValueError("the conformance configuration is invalid:\n" + "\n".join(errors))
-    return build_config(raw, provider=provider, catalog=host.catalog())
+    config = build_config(raw, provider=provider, catalog=host.catalog())
+    # the fleet identity `scaler run` sets from its ClearML server and workspace
+    return replace(config, fleet_id=fleet_identity(name, "https://clearml.conformance.invalid", "conformance"))

@@ -3,12 +3,44 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 #: Tag/label keys every provider writes on the instances it launches.
 TAG_SCALER = "clearml-scaler-name"
 TAG_RESOURCE = "clearml-scaler-resource"
 TAG_LAUNCH_TOKEN = "clearml-scaler-launch-token"
+#: the fleet identity (:func:`fleet_identity`): which deployment owns the machine
+TAG_FLEET = "clearml-scaler-fleet"
+
+
+def _server_key(api_server: str) -> str:
+    """The ClearML API server address written one way: scheme and host lower-case, no default
+    port, no trailing slash (``https://API.example.com:443/`` is ``https://api.example.com``)."""
+    text = api_server.strip()
+    try:
+        parts = urlsplit(text if "://" in text else f"https://{text}")
+        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        return text.rstrip("/").lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def fleet_identity(name: str, api_server: str, workspace: str) -> str:
+    """The identity of one deployment: 16 hex digits of a hash of the scaler's name, the ClearML
+    API server it serves and the workspace (company id) of its credentials there.
+
+    Two scalers with the same ``scaler.name`` serving different ClearML servers, or different
+    workspaces of one server, get different identities; the same deployment restarted (or run
+    as a standby) gets the same one. Lower-case hex, so it is a valid tag and label value on
+    every cloud."""
+    text = "\0".join(("clearml-scaler-fleet/1", name, _server_key(api_server), workspace))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class InstanceState(str, enum.Enum):
@@ -28,10 +60,14 @@ class InstanceState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Instance:
-    """One cloud machine owned by this scaler, as the provider's ``list`` reports it.
+    """One cloud machine of this scaler, as the provider's ``list`` reports it.
 
     ``id`` is the provider's own handle (e.g. a cloud's instance id or instance name); it is also the
-    last part of the worker id ``<workers_prefix>:<resource>:<id>``.
+    last part of the worker id ``<workers_prefix>:<resource>:<id>``. ``fleet`` is the machine's
+    :data:`TAG_FLEET` tag as listed: the run's ``config.fleet_id`` for the fleet's own machines,
+    empty for a machine tagged with this scaler's name only (launched before fleet identities:
+    *legacy*, see docs/how-it-works.md), another identity for a foreign machine (listed only when
+    asked for with ``include_foreign``).
     """
 
     id: str
@@ -42,6 +78,21 @@ class Instance:
     spot: bool = False
     zone: str = ""
     instance_type: str = ""
+    fleet: str = ""
+
+    @classmethod
+    def from_tags(
+        cls, id: str, tags: Mapping[str, str], state: InstanceState, launched_at: float, **more: object
+    ) -> Instance:
+        """An instance whose ``resource``, ``launch_token`` and ``fleet`` are read from its ownership
+        tags (:data:`TAG_RESOURCE`, :data:`TAG_LAUNCH_TOKEN`, :data:`TAG_FLEET`); ``more`` sets the
+        other fields (``spot``, ``zone``, ``instance_type``)."""
+        found = {
+            "resource": str(tags.get(TAG_RESOURCE, "")),
+            "launch_token": str(tags.get(TAG_LAUNCH_TOKEN, "")),
+            "fleet": str(tags.get(TAG_FLEET, "")),
+        }
+        return cls(id, state=state, launched_at=launched_at, **{**found, **more})  # type: ignore[arg-type]
 
 
 class Secret:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from scaler.engine.fleet import WorkerObs
-from scaler.engine.policy import QueueObs
+from scaler.engine.policy import QueueObs, RequeueResult
 from scaler.types import Secret, ServerInfo
 
 log = logging.getLogger("scaler.clearml.queues")
@@ -24,6 +25,34 @@ log = logging.getLogger("scaler.clearml.queues")
 DEFAULT_TIMEOUT = 15.0
 #: worker ids of running scalers' leases (:mod:`scaler.clearml.lease`): not agents
 LEASE_PREFIX = "scaler-lease:"
+#: system tag ``clearml-scaler-requeues=<n>`` on a task: how often the scaler re-enqueued it
+REQUEUE_TAG = "clearml-scaler-requeues"
+
+
+@dataclass(frozen=True)
+class ClearMLIdentity:
+    """Who the scaler is on its ClearML server: the server's address and the user and workspace
+    (company) of its credentials, as ``users.get_current_user`` answers."""
+
+    server: str
+    user: str
+    company: str
+    user_name: str = ""
+    company_name: str = ""
+
+    def describe(self) -> str:
+        user = f"'{self.user_name}' ({self.user})" if self.user_name else self.user
+        company = f"'{self.company_name}' ({self.company})" if self.company_name else self.company
+        return f"user {user} of workspace {company} on {self.server}"
+
+
+def requeue_count(system_tags: Any) -> int:
+    """How often the scaler re-enqueued a task, from its :data:`REQUEUE_TAG` system tag (0: never)."""
+    for tag in system_tags or ():
+        key, _, value = str(tag).partition("=")
+        if key == REQUEUE_TAG and value.isdigit():
+            return int(value)
+    return 0
 
 
 def server_info() -> ServerInfo:
@@ -77,8 +106,12 @@ class ClearMLSource:
         self.timeout = timeout
         self._client: Any = None
         self._queue_ids: dict[str, str] = {}
-        # lease entries (scaler-lease:*) seen by the latest workers read; None before any read
-        self.lease_entries: dict[str, Any] | None = None
+        # lease entries (scaler-lease:*) seen by the latest workers read, by worker id (one per
+        # ClearML user that registered it); None before any read
+        self.lease_entries: dict[str, list[Any]] | None = None
+        self._identity: ClearMLIdentity | None = None
+        # task id -> re-enqueues done by this process (a floor under the count kept in the task)
+        self._requeues: dict[str, int] = {}
 
     # The SDK reads host and keys when the session is created; one client per process.
     def client(self) -> Any:
@@ -161,11 +194,11 @@ class ClearMLSource:
         if found is None:
             return None
         workers = []
-        leases: dict[str, Any] = {}
+        leases: dict[str, list[Any]] = {}
         for worker in found:
             if str(worker.id).startswith(LEASE_PREFIX):
                 # a running scaler's lease (scaler.clearml.lease), not an agent: kept for the lease check
-                leases[str(worker.id)] = worker
+                leases.setdefault(str(worker.id), []).append(worker)
                 continue
             task = getattr(worker, "task", None)
             queues = tuple(q.name for q in (getattr(worker, "queues", None) or []) if getattr(q, "name", None))
@@ -183,13 +216,47 @@ class ClearMLSource:
 
     # -- the lease (scaler.clearml.lease): worker entries of running scalers -----------------
 
-    def read_lease_entries(self) -> dict[str, Any] | None:
-        """Every lease entry registered now, by worker id (one fresh read); ``None`` when ClearML
-        cannot be read. :attr:`lease_entries` holds those of the latest :meth:`read_workers`."""
+    def read_lease_entries(self) -> dict[str, list[Any]] | None:
+        """Every lease entry registered now, by worker id (one fresh read; one entry per ClearML
+        user that registered the id); ``None`` when ClearML cannot be read.
+        :attr:`lease_entries` holds those of the latest :meth:`read_workers`."""
         found = self._call("workers.get_all", lambda c: c.workers.get_all())
         if found is None:
             return None
-        return {str(w.id): w for w in found if str(w.id).startswith(LEASE_PREFIX)}
+        leases: dict[str, list[Any]] = {}
+        for worker in found:
+            if str(worker.id).startswith(LEASE_PREFIX):
+                leases.setdefault(str(worker.id), []).append(worker)
+        return leases
+
+    def whoami(self) -> ClearMLIdentity | None:
+        """The scaler's own identity on the server (``users.get_current_user``, asked once per
+        process); ``None`` while the server cannot be read."""
+        if self._identity is not None:
+            return self._identity
+
+        def fetch(client: Any) -> Any:
+            res = client.session.send_request("users", "get_current_user", json={})
+            res.raise_for_status()
+            return (res.json().get("data") or {}).get("user") or {}, str(client.session.host)
+
+        found = self._call("users.get_current_user", fetch)
+        if found is None:
+            return None
+        user, host = found
+        company = user.get("company")
+        company = company if isinstance(company, dict) else {"id": company}
+        if not user.get("id") or not company.get("id"):
+            log.warning("ClearML users.get_current_user named no user or workspace: %s", str(user)[:300])
+            return None
+        self._identity = ClearMLIdentity(
+            server=host,
+            user=str(user["id"]),
+            company=str(company["id"]),
+            user_name=str(user.get("name") or ""),
+            company_name=str(company.get("name") or ""),
+        )
+        return self._identity
 
     def register_lease(self, entry: str, timeout: int, tags: list[str]) -> bool:
         """Register (or renew) the lease entry ``entry`` for ``timeout`` seconds; False when it
@@ -201,31 +268,74 @@ class ClearMLSource:
         """Unregister the lease entry ``entry``; False when it could not be done."""
         return self._call("workers.unregister", lambda c: c.workers.unregister(worker=entry)) is not None
 
-    def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:
-        """True when re-enqueued, False when there is nothing to do (task finished, deleted,
-        queue unknown), None when the server could not be asked (the loop tries again)."""
-        tasks = self._call("tasks.get_all", lambda c: c.tasks.get_all(id=[task_id], only_fields=["id", "status"]))
+    def requeue(self, task_id: str, queue: str, reason: str, max_requeues: int) -> RequeueResult:
+        """Put an interrupted task back in ``queue``, at most ``max_requeues`` times per task.
+
+        The count is kept in the task itself (system tag ``clearml-scaler-requeues=<n>``), so it
+        survives restarts of the scaler; this process's own count is a floor under it. Past the
+        bound the task is marked failed, the reason in its status message. Returns what was done;
+        ``RETRY`` when the server could not be asked (the loop tries again)."""
+        tasks = self._call(
+            "tasks.get_all",
+            lambda c: c.tasks.get_all(id=[task_id], only_fields=["id", "status", "system_tags"]),
+        )
         if tasks is None:
-            return None
+            return RequeueResult.RETRY
         if not tasks:
-            return False
+            return RequeueResult.SKIPPED
         status = getattr(tasks[0], "status", "") or ""
         status = str(getattr(status, "value", status))  # the SDK returns a TaskStatusEnum, not a str
         if status not in ("in_progress", "stopped", "failed"):
             log.info("task %s is %s now; not re-enqueued", task_id, status)
-            return False
+            return RequeueResult.SKIPPED
+        system_tags = list(getattr(tasks[0], "system_tags", None) or [])
+        done_before = max(requeue_count(system_tags), self._requeues.get(task_id, 0))
+        if done_before >= max_requeues:
+            return self._give_up(task_id, reason, done_before, max_requeues)
         queue_id = self._queue_ids.get(queue)
         if queue_id is None:
-            return False
+            return RequeueResult.SKIPPED
         note = f"clearml-scaler: {reason}"[:250]
         if status == "in_progress":
             done = self._call("tasks.stopped", lambda c: c.tasks.stopped(task=task_id, force=True, status_reason=note))
             if done is None:
-                return None
+                return RequeueResult.RETRY
         enqueued = self._call(
             "tasks.enqueue", lambda c: c.tasks.enqueue(task=task_id, queue=queue_id, status_reason=note)
         )
-        return True if enqueued is not None else None
+        if enqueued is None:
+            return RequeueResult.RETRY
+        count = done_before + 1
+        self._requeues[task_id] = count
+        tags = [t for t in system_tags if str(t).partition("=")[0] != REQUEUE_TAG] + [f"{REQUEUE_TAG}={count}"]
+        if self._call("tasks.update", lambda c: c.tasks.update(task=task_id, system_tags=tags)) is None:
+            log.warning(
+                "task %s: could not record its re-enqueue count (%d) in ClearML; counted in this process only",
+                task_id,
+                count,
+            )
+        return RequeueResult.REQUEUED
+
+    def _give_up(self, task_id: str, reason: str, done_before: int, max_requeues: int) -> RequeueResult:
+        why = (
+            f"clearml-scaler: {reason}; not re-enqueued: already re-enqueued {done_before} time(s) "
+            f"(max_requeues = {max_requeues})"
+        )
+        failed = self._call(
+            "tasks.failed",
+            lambda c: c.tasks.failed(task=task_id, force=True, status_reason=why[:250], status_message=why[:1000]),
+        )
+        if failed is None:
+            return RequeueResult.RETRY
+        log.error(
+            "task %s left failed: %s; not re-enqueued again (re-enqueued %d time(s), max_requeues = %d). "
+            "Find out why its machines die (console output, spot reclaims), then enqueue it by hand",
+            task_id,
+            reason,
+            done_before,
+            max_requeues,
+        )
+        return RequeueResult.GAVE_UP
 
     def server_info(self) -> ServerInfo:
         return server_info()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,6 +21,7 @@ from scaler.cli.app import (
     stop_before_start,
 )
 from scaler.errors import ScalerError
+from scaler.types import fleet_identity
 
 if TYPE_CHECKING:
     from scaler.host import PluginHost
@@ -50,6 +52,37 @@ def _read_server_vaults(source: Any, give_up: bool) -> list[tuple[str, str]] | N
             )
             stop.wait(10)
             found = source.read_vaults()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if found is None:
+        raise typer.Exit(0)  # asked to stop while waiting: nothing was started
+    return found
+
+
+def _whoami(source: Any, give_up: bool) -> Any:
+    """The scaler's identity on its ClearML server (user, workspace): the fleet identity is made
+    of it, so nothing is listed or touched before it is known. A daemon waits for the server, a
+    one-shot run gives up at once. SIGTERM/SIGINT stop the wait."""
+    import signal
+    import threading
+
+    found = source.whoami()
+    if found is None and give_up:
+        fail(
+            "cannot read the ClearML server to establish the fleet identity (its user and workspace); "
+            "nothing was listed or changed. Start again when the server is reachable"
+        )
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while found is None and not stop.is_set():
+            logging.getLogger("scaler").warning(
+                "cannot read the ClearML server to establish the fleet identity; retrying in 10s "
+                "(nothing is listed or changed until then)"
+            )
+            stop.wait(10)
+            found = source.whoami()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -214,7 +247,13 @@ def run(
     _ensure_queues(source, cfg.queues, create=cfg.scaler.create_queues, dry_run=dry_run, give_up=once or dry_run)
     from scaler.clearml.lease import Lease
 
-    lease = None if dry_run else Lease(source, cfg.scaler.name, ttl=3 * cfg.scaler.polling_interval)
+    who = _whoami(source, once or dry_run)
+    cfg = replace(cfg, fleet_id=fleet_identity(cfg.scaler.name, who.server, who.company))
+    logging.getLogger("scaler").info(
+        "fleet identity %s: scaler '%s' serving %s", cfg.fleet_id, cfg.scaler.name, who.describe()
+    )
+    ttl = 3 * cfg.scaler.polling_interval
+    lease = None if dry_run else Lease(source, cfg.scaler.name, ttl=ttl, identity=who)
     reconciler = Reconciler(cfg, host, chosen, source, dry_run=dry_run, lease=lease)
     try:
         metrics = observers.attach(

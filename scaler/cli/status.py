@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -50,6 +51,7 @@ def status(
     from scaler.ops.logs import setup_logging
     from scaler.ops.statefile import default_path
     from scaler.ops.status import collect, render
+    from scaler.types import fleet_identity
 
     setup_logging("ERROR")  # unreadable sources are part of the output, not log lines
     host = make_host()
@@ -58,6 +60,9 @@ def status(
     source = ClearMLSource()
     vaults = (source.read_vaults() or []) if server_vault else []
     cfg = load_or_exit(host, config, provider, vault, vaults)
+    who = source.whoami()  # the fleet identity is made of it; unknown while ClearML cannot be read
+    if who is not None:
+        cfg = replace(cfg, fleet_id=fleet_identity(cfg.scaler.name, who.server, who.company))
     path = state_file or default_path(cfg.scaler.name)
     known = redact.known_secrets(cfg, source.server_info())
     # piped or captured: wide enough for instance ids and reasons (a terminal, or COLUMNS, decides otherwise)
@@ -67,7 +72,7 @@ def status(
     ok = True
     try:
         while True:
-            snapshot = collect(cfg, chosen, source, state_path=path, actions=actions)
+            snapshot = collect(cfg, chosen, source, state_path=path, actions=actions, identity=who)
             # errors, actions and task names are text others wrote: secrets masked, control characters escaped
             snapshot = redact.shown(snapshot, known)
             ok = snapshot["clearml_ok"] and snapshot["cloud_ok"]

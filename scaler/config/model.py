@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaler.types import Secret
+from scaler.types import TAG_FLEET, TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, Secret
+
+#: ``scaler.name`` when none is given; a deployment should choose its own (``scaler run`` warns)
+DEFAULT_NAME = "clearml-scaler"
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,7 @@ class AgentCredentials:
 class ScalerSettings:
     """The ``scaler`` section. Durations are in seconds."""
 
-    name: str = "clearml-scaler"
+    name: str = DEFAULT_NAME
     workers_prefix: str = "dynamic_worker"
     polling_interval: float = 30.0
     max_idle_time: float = 900.0
@@ -39,7 +43,9 @@ class ScalerSettings:
     ignore_vault_parsing_errors: bool = False
     warn_duplicate_task_runs: bool = True
     orphans: str = "terminate"
+    orphan_grace: float = 600.0
     requeue_interrupted_tasks: bool = True
+    max_requeues: int = 3
     agent_credentials: AgentCredentials = field(default_factory=AgentCredentials)
     agent_version: str = ""
     max_instances_total: int = 0
@@ -76,6 +82,11 @@ class Config:
     :class:`~scaler.types.Secret`);
     ``vault_scripts`` / ``vault_clearml_conf`` are the vault's accumulated
     ``extra_vm_bash_script`` / ``extra_clearml_conf`` texts, in merge order.
+
+    ``fleet_id`` is the fleet identity (:func:`scaler.types.fleet_identity` of ``scaler.name``,
+    the ClearML server and its workspace), set by core before any provider hook is called by
+    ``scaler run`` and ``scaler status``; empty where no ClearML server is known (the simulator,
+    ``console-output``), which makes the scaler's name alone the owner, as before identities.
     """
 
     scaler: ScalerSettings
@@ -85,6 +96,26 @@ class Config:
     vault_scripts: tuple[str, ...] = ()
     vault_clearml_conf: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    fleet_id: str = ""
+
+    def tags_for(self, resource: str, launch_token: str) -> dict[str, str]:
+        """The ownership tags a provider writes on every machine it launches for ``resource``:
+        :data:`~scaler.types.TAG_SCALER` (``scaler.name``), :data:`~scaler.types.TAG_FLEET`
+        (``fleet_id``, when known), :data:`~scaler.types.TAG_RESOURCE` and
+        :data:`~scaler.types.TAG_LAUNCH_TOKEN`."""
+        tags = {TAG_SCALER: self.scaler.name, TAG_RESOURCE: resource, TAG_LAUNCH_TOKEN: launch_token}
+        if self.fleet_id:
+            tags[TAG_FLEET] = self.fleet_id
+        return tags
+
+    def listed(self, tags: Mapping[str, str], include_foreign: bool = False) -> bool:
+        """Whether ``scaler_list_instances`` returns a machine with these tags: it carries this
+        scaler's name and either this fleet's identity or none (legacy: tagged before identities;
+        core adopts it when its worker shows it is this fleet's). A machine with another identity
+        is foreign: listed only when ``include_foreign`` (for ``scaler status``)."""
+        if tags.get(TAG_SCALER) != self.scaler.name:
+            return False
+        return include_foreign or tags.get(TAG_FLEET, "") in ("", self.fleet_id)
 
     def resource(self, name: str) -> Resource | None:
         for item in self.resources:

@@ -122,10 +122,28 @@ SCALER_FIELDS = (
         choices=("terminate", "keep"),
     ),
     Field(
+        "orphan_grace",
+        "duration",
+        "An orphan (instance of a resource no longer configured) is terminated only once it is this old, "
+        "and only when it carries this fleet's identity.",
+        default=600.0,
+        min=0,
+        max=7 * 86400,
+    ),
+    Field(
         "requeue_interrupted_tasks",
         "bool",
         "Re-enqueue a task whose machine vanished (spot reclaim, crash) while running it.",
         default=True,
+    ),
+    Field(
+        "max_requeues",
+        "int",
+        "Re-enqueue one task at most this many times; when its machine vanishes once more, the task is "
+        "left failed with the reason in its status message (0 = never re-enqueue).",
+        default=3,
+        min=0,
+        max=100,
     ),
     Field(
         "agent_credentials",

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from scaler.config.fields import Ask, Field, Section
 from scaler.errors import CapacityError, ProviderError
 from scaler.hookspecs import hookimpl
-from scaler.types import Instance, InstanceState, Problem, ScriptPart
+from scaler.types import TAG_FLEET, Instance, InstanceState, Problem, ScriptPart
 
 if TYPE_CHECKING:
     from scaler.config.model import Config, Resource
@@ -68,6 +68,7 @@ class SimInstance:
     ended_at: float = 0.0
     instance_type: str = "sim.medium"
     console: str = ""
+    fleet: str = ""  # the fleet identity it is tagged with ("" : none, like a machine launched before identities)
 
     def to_instance(self) -> Instance:
         return Instance(
@@ -79,6 +80,7 @@ class SimInstance:
             self.spot,
             "sim-zone-a",
             self.instance_type,
+            self.fleet,
         )
 
 
@@ -143,6 +145,7 @@ class SimulatedCloud:
         spot: bool,
         instance_type: str = "",
         init_script: str = "",
+        fleet: str = "",
     ) -> list[Instance]:
         self._maybe_fail("launch")
         self.step()
@@ -171,16 +174,31 @@ class SimulatedCloud:
                 now,
                 instance_type=instance_type or "sim.medium",
                 console=f"[{now:.0f}] launched ({'spot' if spot else 'on-demand'})\n",
+                fleet=fleet,
             )
             self.instances[inst.id] = inst
             created.append(inst)
         self.tokens[token] = [i.id for i in created]
         return [i.to_instance() for i in created]
 
-    def owned(self, scaler: str) -> list[Instance]:
+    def owned(self, scaler: str, fleet: str = "", include_foreign: bool = False) -> list[Instance]:
+        """The live instances named ``scaler`` with the identity ``fleet`` or none (legacy), and
+        with another identity too when ``include_foreign``."""
         self._maybe_fail("list")
         self.step()
-        return [i.to_instance() for i in self.instances.values() if i.scaler == scaler and i.state != "terminated"]
+        return [
+            i.to_instance()
+            for i in self.instances.values()
+            if i.scaler == scaler and i.state != "terminated" and (include_foreign or i.fleet in ("", fleet))
+        ]
+
+    def tag(self, ids: list[str], fleet: str) -> None:
+        """Tag instances with a fleet identity (ids it does not know are skipped)."""
+        self._maybe_fail("tag")
+        for instance_id in ids:
+            inst = self.instances.get(instance_id)
+            if inst is not None:
+                inst.fleet = fleet
 
     def terminate(self, ids: list[str]) -> None:
         self._maybe_fail("terminate")
@@ -265,14 +283,29 @@ def scaler_launch(
 ) -> list[Instance]:
     with _cloud_for(config) as cloud:
         return cloud.launch(
-            config.scaler.name, resource.name, count, launch_token, spot, _instance_type(resource), init_script
+            config.scaler.name,
+            resource.name,
+            count,
+            launch_token,
+            spot,
+            _instance_type(resource),
+            init_script,
+            fleet=config.fleet_id,
         )
 
 
 @hookimpl
-def scaler_list_instances(config: Config) -> list[Instance]:
+def scaler_list_instances(config: Config, include_foreign: bool) -> list[Instance]:
     with _cloud_for(config) as cloud:
-        return cloud.owned(config.scaler.name)
+        return cloud.owned(config.scaler.name, config.fleet_id, include_foreign)
+
+
+@hookimpl
+def scaler_tag_instances(config: Config, instance_ids: list[str], tags: dict[str, str]) -> bool:
+    with _cloud_for(config) as cloud:
+        if TAG_FLEET in tags:
+            cloud.tag(instance_ids, tags[TAG_FLEET])
+    return True
 
 
 @hookimpl

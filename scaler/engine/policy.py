@@ -16,7 +16,11 @@ Rules (see docs/how-it-works.md):
   pending tasks; a busy worker is never terminated;
 * no worker ``stuck_timeout`` after launch (or after its worker was last seen) → terminate
   (console captured first);
-* instances of unconfigured resources → ``orphans`` = terminate (once idle) | keep;
+* instances of unconfigured resources → ``orphans`` = terminate (once idle, only when they carry
+  this fleet's identity and are older than ``orphan_grace``) | keep;
+* only the fleet's own instances are acted on: a legacy instance (the scaler's name, no
+  identity) is adopted once a worker on this ClearML server names it, and left alone otherwise;
+  workers are known by the instance id their id ends with, whatever the prefix before it;
 * ClearML unreadable → nothing is scaled down and nothing launched; cloud unreadable →
   nothing launched;
 * a task whose machine vanished while running it is re-enqueued (once per machine); a worker
@@ -34,7 +38,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from scaler.config.fields import format_duration
-from scaler.engine.fleet import Fleet, WorkerObs, join, worker_home
+from scaler.engine.fleet import Fleet, WorkerObs, join
 from scaler.types import Instance, InstanceState
 
 if TYPE_CHECKING:
@@ -110,6 +114,18 @@ class Requeue:
     reason: str
 
 
+class RequeueResult(str, enum.Enum):
+    """What the queue source did with a :class:`Requeue`."""
+
+    REQUEUED = "requeued"  # back in its queue
+    SKIPPED = "skipped"  # nothing to do: the task finished, was deleted, or its queue is unknown
+    RETRY = "retry"  # the server could not be asked now: tried again next tick
+    GAVE_UP = "gave_up"  # re-enqueued max_requeues times already: left failed, the reason in its status
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Notice:
     level: str  # info | warning
@@ -141,6 +157,8 @@ class PolicyState:
     # instance id -> when this scaler asked the cloud to terminate it: a worker of that machine
     # still reporting a task afterwards took it in the instant before the terminate (requeue it)
     terminated_at: dict[str, float] = field(default_factory=dict)
+    # legacy instances (no fleet identity) a worker on this ClearML server named: this fleet's
+    adopted: set[str] = field(default_factory=set)
 
     def copy(self) -> PolicyState:
         """An independent copy: every container copied, field by field, by name."""
@@ -184,6 +202,8 @@ class Decision:
     launches: list[Launch] = field(default_factory=list)
     terminations: list[Terminate] = field(default_factory=list)
     requeues: list[Requeue] = field(default_factory=list)
+    # legacy instances of this fleet to tag with its identity (TAG_FLEET = config.fleet_id)
+    adoptions: list[Instance] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
     state: PolicyState = field(default_factory=PolicyState)
     # per resource: alive instances, booting (no worker yet), idle, busy — for status/metrics
@@ -226,9 +246,12 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
         if obs.queues is None or obs.workers is None:
             out.warn("clearml_unreadable", "the ClearML server could not be read: scaling nothing down this tick")
         return out
-    fleet = join(settings.workers_prefix, obs.instances, obs.workers)
+    listed = {inst.id for inst in obs.instances}
+    state.adopted &= listed
+    fleet = join(settings.workers_prefix, obs.instances, obs.workers, config.fleet_id, state.adopted)
     clearml_ok = obs.queues is not None and obs.workers is not None
     pending = {name: q.pending for name, q in (obs.queues or {}).items()}
+    _ownership(config, fleet, state, out)
 
     _confirm_launches(state, obs.instances)
     _forget_gone(state, obs.instances)
@@ -284,8 +307,8 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                     and seen is None
                     and 0 < resource.regular_instance_rollback_timeout <= age
                 )
-                if resource is None and settings.orphans == "keep":
-                    continue  # kept as asked, even when it never registered
+                if resource is None:
+                    continue  # an orphan: kept (orphans = keep) or terminated below, never "stuck"
                 if clearml_ok and unfulfilled and resource is not None and quiet < settings.stuck_timeout:
                     # a spot request the cloud has not fulfilled in time counts as a spot capacity failure
                     out.terminations.append(
@@ -335,7 +358,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
             waiting = sorted(q for q in served if pending.get(q, 0) > 0)
             ids = tuple(w.id for w in workers)
             if resource is None:
-                if settings.orphans == "terminate":
+                if settings.orphans == "terminate" and _may_reap_orphan(config, inst, age, state, out):
                     out.terminations.append(_orphan(inst.id, resource_name, ids))
                 continue
             idle_for = now - since
@@ -372,6 +395,9 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                     settings.orphans == "terminate"
                     and not fleet.workers_of.get(inst.id)
                     and not any(t.instance_id == inst.id for t in out.terminations)
+                    and _may_reap_orphan(
+                        config, inst, now - state.launched_seen.get(inst.id, inst.launched_at), state, out
+                    )
                 ):
                     out.terminations.append(_orphan(inst.id, resource_name))
             if settings.orphans == "keep":
@@ -384,10 +410,14 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                         f"'{resource_name}' kept (orphans = keep)",
                     )
     if clearml_ok:
-        for inst in obs.instances:
+        for inst in fleet.own:
+            orphan = config.resource(inst.resource) is None
             # a stopped machine runs no agent but may still bill (GCE keeps its disk): delete it
             if inst.state is InstanceState.STOPPED and not (
-                config.resource(inst.resource) is None and settings.orphans == "keep"
+                orphan
+                and (
+                    settings.orphans == "keep" or not _may_reap_orphan(config, inst, now - inst.launched_at, state, out)
+                )
             ):
                 out.terminations.append(
                     Terminate(
@@ -416,6 +446,66 @@ def _orphan(instance_id: str, resource_name: str, worker_ids: tuple[str, ...] = 
         f"resource '{resource_name}' is no longer configured (orphans = terminate)",
         worker_ids,
     )
+
+
+def _may_reap_orphan(config: Config, inst: Instance, age: float, state: PolicyState, out: Decision) -> bool:
+    """An orphan is terminated only when it carries this fleet's full identity (not a legacy
+    machine adopted but not tagged yet) and is older than ``orphan_grace``; says once why not."""
+    grace = config.scaler.orphan_grace
+    if inst.fleet != config.fleet_id:
+        key = f"orphan_untagged:{inst.id}"
+        if key not in state.reported:
+            state.reported.add(key)
+            out.info(
+                "orphan_untagged",
+                f"orphan {inst.id} (unconfigured resource '{inst.resource}') does not carry this fleet's identity "
+                "yet: not terminated until it is tagged with it",
+            )
+        return False
+    if age < grace:
+        key = f"orphan_grace:{inst.id}"
+        if key not in state.reported:
+            state.reported.add(key)
+            out.info(
+                "orphan_grace",
+                f"orphan {inst.id} (unconfigured resource '{inst.resource}') is {format_duration(max(0, round(age)))} "
+                f"old: terminated once older than orphan_grace ({format_duration(grace)})",
+            )
+        return False
+    return True
+
+
+def _ownership(config: Config, fleet: Fleet, state: PolicyState, out: Decision) -> None:
+    """Adopt the legacy instances a worker here names; report, once each, the legacy instances no
+    worker here names and the workers registered under another ``workers_prefix``."""
+    for inst in fleet.claimed:
+        state.adopted.add(inst.id)
+        if config.fleet_id:
+            out.adoptions.append(inst)
+    for inst in fleet.unclaimed:
+        key = f"unclaimed:{inst.id}"
+        if key not in state.reported:
+            state.reported.add(key)
+            out.warn(
+                "legacy_unclaimed",
+                f"instance {inst.id} carries this scaler's name '{config.scaler.name}' but no fleet identity and "
+                "no worker on this ClearML server names it: it may belong to another deployment with the same "
+                "scaler.name; left alone (counted against max_instances) until its worker registers here",
+            )
+    by_prefix: dict[str, list[str]] = defaultdict(list)
+    for worker, before in fleet.renamed.items():
+        by_prefix[before].append(worker)
+    for before, workers in sorted(by_prefix.items()):
+        key = f"prefix:{before}"
+        if key not in state.reported:
+            state.reported.add(key)
+            out.warn(
+                "prefix_changed",
+                f"workers_prefix changed from '{before}' to '{fleet.prefix}': {_plural(len(workers), 'worker')} "
+                f"of this fleet's machines still registered as '{before}:…' (e.g. {sorted(workers)[0]}); they are "
+                f"known by their instance id and their machines are kept as before; new machines register as "
+                f"'{fleet.prefix}:…'",
+            )
 
 
 def _spot_healthy(resource: Resource, state: PolicyState, now: float) -> bool:
@@ -468,7 +558,7 @@ def _interrupted(config: Config, obs: Observation, fleet: Fleet, state: PolicySt
     is not known to be this fleet's.
     """
     alive_ids = fleet.alive_ids()
-    listed = {inst.id for inst in obs.instances or ()}
+    listed = {inst.id for inst in fleet.own}
     # a task some live worker runs (ours or not) is not lost, whatever happened to its old machine
     running_now = fleet.live_tasks()
     lost: dict[tuple[str, str], str] = {}  # (task, instance id) -> queue
@@ -483,7 +573,7 @@ def _interrupted(config: Config, obs: Observation, fleet: Fleet, state: PolicySt
     for worker in fleet.strays:
         if not worker.task:
             continue
-        home = worker_home(fleet.prefix, worker.id)
+        home = fleet.home(worker.id)
         if home is None or home[1] not in known:
             left_alone.add(worker.id)
             continue
@@ -548,14 +638,20 @@ def _plan_launches(
 ) -> None:
     now = obs.now
     settings = config.scaler
-    total_alive = sum(len(v) for v in fleet.alive.values())
+    total_alive = fleet.total()  # unclaimed legacy machines included: they may be this fleet's
     unconfirmed_by_res: dict[str, int] = defaultdict(int)
     for launch in state.unconfirmed.values():
         unconfirmed_by_res[launch.resource] += launch.count
     total_alive += sum(unconfirmed_by_res.values())
-    hourly = sum(
-        (r.price_per_hour if (r := config.resource(name)) else 0.0) * len(insts) for name, insts in fleet.alive.items()
-    ) + sum((r.price_per_hour if (r := config.resource(name)) else 0.0) * n for name, n in unconfirmed_by_res.items())
+    unclaimed = [inst.resource for inst in fleet.unclaimed if inst.state.alive]
+    hourly = (
+        sum(
+            (r.price_per_hour if (r := config.resource(name)) else 0.0) * len(insts)
+            for name, insts in fleet.alive.items()
+        )
+        + sum((r.price_per_hour if (r := config.resource(name)) else 0.0) * n for name, n in unconfirmed_by_res.items())
+        + sum(r.price_per_hour for name in unclaimed if (r := config.resource(name)))
+    )
 
     # launches whose outcome is unknown (timeout) are retried first, with their own token
     for launch in state.unconfirmed.values():

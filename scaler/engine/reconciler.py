@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from scaler.config import redact
 from scaler.config.fields import format_duration
+from scaler.config.model import DEFAULT_NAME
 from scaler.engine.fleet import WorkerObs, join
 from scaler.engine.policy import (
     Decision,
@@ -28,6 +29,7 @@ from scaler.engine.policy import (
     PolicyState,
     QueueObs,
     Requeue,
+    RequeueResult,
     Terminate,
     decide,
     launch_seen,
@@ -38,8 +40,8 @@ from scaler.engine.policy import (
     termination_spared,
 )
 from scaler.engine.render import render_init_script
-from scaler.errors import CapacityError, ProviderError, TransientError
-from scaler.types import Instance, InstanceState, RenderContext, ServerInfo
+from scaler.errors import CapacityError, NotImplementedByProvider, ProviderError, TransientError
+from scaler.types import TAG_FLEET, Instance, InstanceState, RenderContext, ServerInfo
 
 if TYPE_CHECKING:
     from scaler.clearml.lease import Lease
@@ -63,9 +65,10 @@ class QueueSource(Protocol):
     def read_workers(self) -> list[WorkerObs] | None:
         """Workers only (re-read right before terminating idle machines)."""
 
-    def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:
-        """Put an interrupted task back in ``queue`` if it is still marked running: True when
-        done, False when there is nothing to do, None when it could not be done now (retried)."""
+    def requeue(self, task_id: str, queue: str, reason: str, max_requeues: int) -> RequeueResult:
+        """Put an interrupted task back in ``queue`` if it is still marked running, unless it was
+        re-enqueued ``max_requeues`` times already: then leave it failed, the reason in its status
+        message (``GAVE_UP``). ``RETRY`` when it could not be done now (tried again next tick)."""
 
     def server_info(self) -> ServerInfo:
         """The server and credentials the agents will use."""
@@ -81,6 +84,9 @@ class TickReport:
     launched: Counter[str] = field(default_factory=Counter)  # resource -> instances
     terminated: Counter[str] = field(default_factory=Counter)  # reason kind -> instances
     requeued: int = 0
+    failed_tasks: int = 0  # interrupted tasks left failed: re-enqueued max_requeues times already
+    adopted: int = 0  # legacy instances tagged with the fleet identity
+    invalid_leases: int = 0  # lease entries of this fleet that are not valid (forged, or an over-long timeout)
     errors: Counter[str] = field(default_factory=Counter)  # error kind -> count
     actions: list[str] = field(default_factory=list)  # one line per action with its reason
     clearml_ok: bool = True
@@ -138,6 +144,7 @@ class Reconciler:
         self.stop_event = threading.Event()
         self._lease_message = ""
         self._requeue_retry: dict[str, Requeue] = {}  # task id -> re-enqueue that could not be done yet
+        self._cannot_tag = False  # the provider has no scaler_tag_instances (said once)
         # called with each TickReport at the end of tick() (state file, metrics, ClearML task)
         self.listeners: list[Callable[[TickReport], None]] = []
 
@@ -186,6 +193,7 @@ class Reconciler:
         report.clearml_ok = queues is not None and workers is not None
         if self.lease is not None and not self.dry_run:
             status = self.lease.acquire()
+            report.invalid_leases = len(status.invalid)
             if not status.ok:
                 report.errors["lease"] += 1
                 if status.message != self._lease_message:
@@ -217,9 +225,46 @@ class Reconciler:
             self._said.add(notice.message)
             (log.debug if notice.message in said else log.info)("%s", notice.message)
 
+        self._adopt(decision, report)
         self._terminate(decision, report, idle_before)
         self._requeue(decision, workers, instances, report)
         self._launch(decision, obs, report)
+
+    def _adopt(self, decision: Decision, report: TickReport) -> None:
+        """Tag the legacy instances this fleet's workers run on with the fleet identity, once."""
+        todo = [inst for inst in decision.adoptions if self.config.fleet_id]
+        if not todo or self._cannot_tag:
+            return
+        ids = [inst.id for inst in todo]
+        line = (
+            f"adopt {len(ids)} legacy instance(s) of scaler '{self.config.scaler.name}' (tagged before fleet "
+            f"identities; their workers are on this ClearML server): tag {TAG_FLEET}={self.config.fleet_id} "
+            f"on {', '.join(ids)}"
+        )
+        report.actions.append(line)
+        if self.dry_run:
+            log.info("[dry-run] would %s", line)
+            return
+        try:
+            self.provider.tag_instances(self.config, ids, {TAG_FLEET: self.config.fleet_id})
+        except NotImplementedByProvider:
+            self._cannot_tag = True
+            log.warning(
+                "provider '%s' cannot tag instances (no scaler_tag_instances): legacy instance(s) %s stay "
+                "untagged; they are managed while their workers are on this ClearML server, and never "
+                "terminated as orphans",
+                self.provider.name,
+                ", ".join(ids),
+            )
+            return
+        except ProviderError as exc:
+            report.errors[exc.kind] += 1
+            log.warning(
+                "could not tag legacy instance(s) %s (%s): %s; will retry next tick", ", ".join(ids), exc.kind, exc
+            )
+            return
+        report.adopted += len(ids)
+        log.warning("%s", line)
 
     def _requeue(
         self,
@@ -235,7 +280,8 @@ class Reconciler:
         todo = list(decision.requeues)
         todo += [item for task, item in retry.items() if all(r.task_id != task for r in todo)]
         # what a dead worker of this fleet still reports is run by nobody; any other worker's task is
-        running_elsewhere = join(self.config.scaler.workers_prefix, instances, workers).live_tasks()
+        config = self.config
+        running_elsewhere = join(config.scaler.workers_prefix, instances, workers, config.fleet_id).live_tasks()
         for item in todo:
             if item.task_id in running_elsewhere:
                 # e.g. after a restart the dead worker is still listed with a task that a
@@ -251,11 +297,18 @@ class Reconciler:
             if self.dry_run:
                 log.info("[dry-run] would %s", line)
                 continue
-            done = self.source.requeue(item.task_id, item.queue, item.reason)
-            if done:
+            done = self.source.requeue(item.task_id, item.queue, item.reason, config.scaler.max_requeues)
+            if done is RequeueResult.REQUEUED:
                 report.requeued += 1
                 log.warning("%s", line)
-            elif done is None:
+            elif done is RequeueResult.GAVE_UP:
+                # the source logged why, with the count; the task is failed, its reason in the status message
+                report.failed_tasks += 1
+                report.actions[-1] = (
+                    f"leave task {item.task_id} failed: {item.reason}; re-enqueued "
+                    f"max_requeues = {config.scaler.max_requeues} time(s) already"
+                )
+            elif done is RequeueResult.RETRY:
                 # the server could not be asked: the next tick tries again
                 report.errors["requeue"] += 1
                 self._requeue_retry[item.task_id] = item
@@ -402,14 +455,23 @@ class Reconciler:
         record_launch_success(self.state, launch)
         launch_seen(self.state, [inst.id for inst in created], report.now)
         report.launched[launch.resource] += len(created)
-        # seen as booting by a re-plan in this tick
-        return [i if i.state.alive else replace(i, state=InstanceState.PENDING) for i in created]
+        # seen as booting by a re-plan in this tick, and as this fleet's (it just launched them)
+        return [
+            replace(i, state=i.state if i.state.alive else InstanceState.PENDING, fleet=self.config.fleet_id)
+            for i in created
+        ]
 
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, *, once: bool = False, handle_signals: bool = True) -> None:
         if handle_signals:
             self._install_signal_handlers()
+        if self.config.scaler.name == DEFAULT_NAME:
+            log.warning(
+                "scaler.name is the default '%s': give each deployment its own name (machines are tagged with "
+                "it; with the ClearML server and workspace it makes the fleet identity)",
+                DEFAULT_NAME,
+            )
         log.info(
             "scaler '%s' managing %d resource(s) on %s%s; polling every %ss",
             self.config.scaler.name,

@@ -11,12 +11,16 @@ from the first scrape (labels of configured resources and queues start at 0).
 ``scaler_launches_total{resource}``              instances launched
 ``scaler_terminations_total{reason}``            instances terminated: idle | consolidation | stuck | orphan | spot_unfulfilled | stopped
 ``scaler_requeued_tasks_total``                  interrupted tasks put back in their queue
+``scaler_failed_tasks_total``                    interrupted tasks left failed: re-enqueued ``max_requeues`` times already
+``scaler_adopted_instances_total``               legacy instances (no fleet identity) tagged as this fleet's
 ``scaler_errors_total{kind}``                    errors by kind (capacity, quota, auth, transient, ...)
 ``scaler_tick_duration_seconds``                 histogram of tick durations
 ``scaler_ticks_total``                           ticks run
 ``scaler_last_tick_timestamp_seconds``           unix time of the last tick
 ``scaler_source_up{source}``                     1 when ``clearml`` / ``cloud`` was read last tick
 ``scaler_lease_held``                            1 while this scaler holds its fleet's lease (0: standby)
+``scaler_lease_invalid_entries``                 lease entries of the fleet no scaler of it wrote (forged, or an
+                                                 over-long timeout): ignored; anything above 0 needs an operator
 ================================================ ===================================================
 
 Fleet gauges keep their last value on a tick where the cloud could not be listed, pending
@@ -56,6 +60,12 @@ class Metrics:
         self.launches = Counter("scaler_launches", "Instances launched, by resource.", ["resource"], registry=r)
         self.terminations = Counter("scaler_terminations", "Instances terminated, by reason.", ["reason"], registry=r)
         self.requeued = Counter("scaler_requeued_tasks", "Interrupted tasks re-enqueued.", registry=r)
+        self.failed_tasks = Counter(
+            "scaler_failed_tasks", "Interrupted tasks left failed after max_requeues re-enqueues.", registry=r
+        )
+        self.adopted = Counter(
+            "scaler_adopted_instances", "Legacy instances tagged with this fleet's identity.", registry=r
+        )
         self.errors = Counter("scaler_errors", "Errors, by kind.", ["kind"], registry=r)
         self.tick_duration = Histogram(
             "scaler_tick_duration_seconds", "Duration of one tick.", buckets=TICK_BUCKETS, registry=r
@@ -65,6 +75,12 @@ class Metrics:
         self.up = Gauge("scaler_source_up", "1 when the source was read in the last tick.", ["source"], registry=r)
         self.lease = Gauge(
             "scaler_lease_held", "1 when this scaler holds its fleet's lease and acts; 0 on standby.", registry=r
+        )
+        self.invalid_leases = Gauge(
+            "scaler_lease_invalid_entries",
+            "Lease entries of this fleet that no scaler of it wrote (another ClearML identity, or a timeout "
+            "longer than the lease TTL); ignored.",
+            registry=r,
         )
         for resource in config.resources:
             self.max_instances.labels(resource.name).set(resource.max_instances)
@@ -95,6 +111,11 @@ class Metrics:
             self.terminations.labels(reason).inc(count)
         if report.requeued:
             self.requeued.inc(report.requeued)
+        if report.failed_tasks:
+            self.failed_tasks.inc(report.failed_tasks)
+        if report.adopted:
+            self.adopted.inc(report.adopted)
+        self.invalid_leases.set(report.invalid_leases)
         for kind, count in report.errors.items():
             self.errors.labels(kind).inc(count)
         self.tick_duration.observe(report.duration)

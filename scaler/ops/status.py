@@ -3,6 +3,11 @@
 Queues and workers come from ClearML, instances from the provider's ``list`` (the same two
 reads a tick makes); the last actions and the idle timers come from the running scaler's
 state file (:mod:`scaler.ops.statefile`), when there is one on this machine.
+
+Each instance shows whose it is: ``own`` (this fleet's identity), ``legacy`` (the scaler's
+name, no identity: adopted once its worker shows here), ``foreign`` (the same scaler name,
+another deployment's identity: never touched). Lease entries of the fleet that no scaler of
+it wrote (:mod:`scaler.clearml.lease`) are shown as errors.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scaler.clearml.lease import check_entries
+from scaler.clearml.queues import LEASE_PREFIX
 from scaler.engine.fleet import join
 from scaler.errors import ProviderError
 from scaler.ops.statefile import read_state
@@ -18,6 +25,7 @@ from scaler.ops.statefile import read_state
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from scaler.clearml.queues import ClearMLIdentity
     from scaler.config.model import Config
     from scaler.engine.reconciler import QueueSource
     from scaler.host import Provider
@@ -33,8 +41,11 @@ def collect(
     state_path: Path | None = None,
     now: float | None = None,
     actions: int = 10,
+    identity: ClearMLIdentity | None = None,
 ) -> dict[str, Any]:
-    """One snapshot of the fleet as plain data (the ``--format json`` output)."""
+    """One snapshot of the fleet as plain data (the ``--format json`` output). ``identity`` is
+    the scaler's own on its ClearML server (``config.fleet_id`` is made of it); without it the
+    ownership of instances tagged with an identity is unknown."""
     now = time.time() if now is None else now
     errors: list[str] = []
     queues, workers = source.read(config.queues)
@@ -43,25 +54,46 @@ def collect(
         # why, as the SDK said it (the command masks secrets in the whole snapshot)
         clearml_error = str(getattr(source, "last_error", "") or "") or "no answer"
         errors.append(f"the ClearML server could not be read: pending tasks and workers are unknown ({clearml_error})")
+    if not config.fleet_id and queues is not None and workers is not None:
+        errors.append("the fleet identity is unknown (the ClearML server could not be read): ownership is not shown")
     try:
-        instances = provider.list_instances(config)
+        instances = provider.list_instances(config, include_foreign=True)
     except ProviderError as exc:
         instances = None
         cloud_error = f"{exc.kind}: {exc}"
         errors.append(f"the cloud could not be listed ({exc.kind}): {exc}")
+    invalid_leases = []
+    entries = getattr(source, "lease_entries", None)
+    if entries is not None:
+        ttl = max(10, round(3 * config.scaler.polling_interval))
+        _valid, invalid = check_entries(entries.get(LEASE_PREFIX + config.scaler.name, []), identity, ttl, now)
+        invalid_leases = [item.describe() for item in invalid]
+        for text in invalid_leases:
+            errors.append(
+                f"invalid {text}; the scaler ignores it (see docs/operating.md, 'A forged lease'): "
+                "find who registered it and revoke those credentials"
+            )
 
     state = read_state(state_path) if state_path is not None else None
     if state is not None and state.get("name") != config.scaler.name:
         state = None
     idle_since: dict[str, float] = dict((state or {}).get("idle_since") or {})
 
-    fleet = join(config.scaler.workers_prefix, instances, workers)
+    fleet = join(config.scaler.workers_prefix, instances, workers, config.fleet_id)
+    foreign = {inst.id for inst in fleet.foreign_instances}
+    legacy = {inst.id for inst in (*fleet.claimed, *fleet.unclaimed)}
 
     rows: list[dict[str, Any]] = []
     for inst in sorted(instances or (), key=lambda i: (i.resource, i.launched_at, i.id)):
-        mine = fleet.workers_on(inst.id)
+        if not config.fleet_id and inst.fleet:
+            owner = "unknown"
+        else:
+            owner = "foreign" if inst.id in foreign else ("legacy" if inst.id in legacy else "own")
+        mine = [] if owner in ("foreign", "unknown") else fleet.workers_on(inst.id)
         busy = [w for w in mine if w.task]
-        if not inst.state.alive:
+        if owner in ("foreign", "unknown"):
+            activity = owner  # another deployment's (never touched: its workers are on its own server), or unknown
+        elif not inst.state.alive:
             activity = inst.state.value
         elif workers is None:
             activity = "unknown"  # ClearML unread: no way to tell booting, idle or busy
@@ -86,12 +118,16 @@ def collect(
                 "spot": inst.spot,
                 "zone": inst.zone,
                 "instance_type": inst.instance_type,
+                "owner": owner,
+                "fleet": inst.fleet,
             }
         )
 
     configured = {r.name for r in config.resources}
     resources = []
-    names = [r.name for r in config.resources] + sorted({r["resource"] for r in rows} - configured)
+    names = [r.name for r in config.resources] + sorted(
+        {r["resource"] for r in rows if r["owner"] not in ("foreign", "unknown")} - configured
+    )
     for name in names:
         resource = config.resource(name)
         alive = [r for r in rows if r["resource"] == name and r["activity"] in (*STATES, "unknown")]
@@ -151,6 +187,8 @@ def collect(
         "instances": rows,
         "scaler": scaler_info,
         "actions": recent,
+        "fleet_id": config.fleet_id,
+        "invalid_leases": invalid_leases,
     }
 
 
@@ -184,6 +222,8 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
     now = float(snapshot["at"])
     scaler = snapshot["scaler"]
     head = f"scaler '{snapshot['name']}' on {snapshot['provider']} · {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    if snapshot.get("fleet_id"):
+        head += f" · fleet {snapshot['fleet_id']}"
     if scaler.get("found"):
         age = scaler.get("last_tick_age")
         head += f" · last tick {human(age)} ago (pid {scaler.get('pid')})"
@@ -226,7 +266,7 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
     console.print(resources)
 
     instances = Table(title="Instances", title_justify="left")
-    for column in ("instance", "resource", "state", "age", "worker", "activity", "idle for", "market"):
+    for column in ("instance", "resource", "state", "age", "worker", "activity", "idle for", "market", "owner"):
         instances.add_column(column, justify="right" if column in ("age", "idle for") else "left")
     for row in snapshot["instances"]:
         activity = row["activity"]
@@ -241,9 +281,10 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
             activity,
             human(row["idle_for"]) if row["activity"] == "idle" else "-",
             "spot" if row["spot"] else "on-demand",
+            row["owner"] if row["owner"] != "foreign" else f"foreign ({row['fleet']})",
         )
     if not snapshot["instances"]:
-        instances.add_row("(none)" if snapshot["cloud_ok"] else "(unknown)", "", "", "", "", "", "", "")
+        instances.add_row("(none)" if snapshot["cloud_ok"] else "(unknown)", "", "", "", "", "", "", "", "")
     console.print(instances)
 
     actions = Table(title="Last actions", title_justify="left")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaler.default_plugins import simulated
+from scaler.engine.policy import RequeueResult
 from scaler.errors import ConfigError
 from scaler.sim.world import SimQueue, SimTask, TaskSpec, Trace, VirtualClock, World
 
@@ -177,11 +178,11 @@ class TraceQueue(SimQueue):
         self.waited: dict[str, float] = {}  # task id -> queued time before its latest enqueue
         self.queued_at: dict[str, float] = {}  # task id -> its latest (re-)enqueue
 
-    def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:
+    def requeue(self, task_id: str, queue: str, reason: str, max_requeues: int) -> RequeueResult:
         task = self.tasks.get(task_id)
         started = task.started if task is not None else None
-        done = super().requeue(task_id, queue, reason)
-        if done and task is not None and started is not None:
+        done = super().requeue(task_id, queue, reason, max_requeues)
+        if done is RequeueResult.REQUEUED and task is not None and started is not None:
             self.waited[task_id] = self.waited.get(task_id, 0.0) + started - self.queued_at.get(task_id, task.arrived)
             self.queued_at[task_id] = self.clock()
         return done

@@ -18,7 +18,7 @@ from typing import Any
 
 from scaler.default_plugins import simulated
 from scaler.engine.fleet import WorkerObs
-from scaler.engine.policy import QueueObs
+from scaler.engine.policy import QueueObs, RequeueResult
 from scaler.types import Secret, ServerInfo
 
 DATA = Path(__file__).parent / "data"
@@ -102,11 +102,12 @@ class SimTask:
     queue: str
     duration: float
     arrived: float
-    status: str = "queued"  # queued | in_progress | completed | stopped
+    status: str = "queued"  # queued | in_progress | completed | failed
     started: float | None = None
     finished: float | None = None
     worker: str = ""
     attempts: int = 0
+    requeues: int = 0  # times the scaler re-enqueued it (max_requeues bounds them)
 
 
 @dataclass
@@ -149,15 +150,19 @@ class SimQueue:
             for w in self.workers.values()
         ]
 
-    def requeue(self, task_id: str, queue: str, reason: str) -> bool | None:
+    def requeue(self, task_id: str, queue: str, reason: str, max_requeues: int) -> RequeueResult:
         if self.down:
-            return None  # could not be asked: the loop tries again next tick
+            return RequeueResult.RETRY  # could not be asked: the loop tries again next tick
         task = self.tasks.get(task_id)
         if task is None or task.status != "in_progress":
-            return False
+            return RequeueResult.SKIPPED
+        if task.requeues >= max_requeues:
+            task.status, task.worker, task.finished = "failed", "", self.clock()
+            return RequeueResult.GAVE_UP
+        task.requeues += 1
         task.status, task.worker, task.started = "queued", "", None
         self.queues.setdefault(queue, deque()).appendleft(task_id)
-        return True
+        return RequeueResult.REQUEUED
 
     def server_info(self) -> ServerInfo:
         return ServerInfo(
@@ -242,7 +247,7 @@ class World:
     @property
     def done(self) -> bool:
         return self._next_task >= len(self.trace.tasks) and all(
-            t.status == "completed" for t in self.queue.tasks.values()
+            t.status in ("completed", "failed") for t in self.queue.tasks.values()
         )
 
 

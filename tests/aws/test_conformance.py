@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from scaler.api import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from scaler.config.model import Config
 from scaler.host import Provider
 from scaler.testing import SCRIPT, FaultInjector, ProviderConformance, config_for
@@ -46,6 +47,11 @@ class TestAwsConformance(ProviderConformance):
     @pytest.fixture
     def foreign_instance(self, ec2_proxy: EC2Proxy, conformance_config: Config) -> str:
         return ec2_proxy.run_foreign_instances(1)[0]
+
+    @pytest.fixture
+    def legacy_instance(self, ec2_proxy: EC2Proxy, conformance_config: Config) -> str:
+        tags = {TAG_SCALER: conformance_config.scaler.name, TAG_RESOURCE: "res-a", TAG_LAUNCH_TOKEN: "legacy"}
+        return ec2_proxy.run_foreign_instances(1, tags)[0]
 
     @pytest.fixture
     def unknown_instance_id(self) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from scaler.engine.fleet import WorkerObs
-from scaler.engine.policy import QueueObs
+from scaler.engine.policy import QueueObs, RequeueResult
 from scaler.engine.reconciler import Reconciler
 from scaler.host import PluginHost, Provider
 from scaler.types import Secret, ServerInfo
@@ -37,9 +37,9 @@ class FakeQueues:
     def read_workers(self) -> list[WorkerObs] | None:
         return list(self.workers)
 
-    def requeue(self, task_id: str, queue: str, reason: str) -> bool:
+    def requeue(self, task_id: str, queue: str, reason: str, max_requeues: int) -> RequeueResult:
         self.requeued.append((task_id, queue))
-        return True
+        return RequeueResult.REQUEUED
 
     def server_info(self) -> ServerInfo:
         return ServerInfo(api_host="http://clearml.invalid:8008", access_key=Secret("k"), secret_key=Secret("s"))

@@ -69,3 +69,10 @@ class TestSimulatedConformance(ProviderConformance):
         [foreign] = cloud.launch("", "res-a", 1, "foreign-token", False)  # owned by no scaler
         state_file.write_text(json.dumps(cloud.dump()))
         return foreign.id
+
+    @pytest.fixture
+    def legacy_instance(self, state_file: Path, conformance_config: Config) -> str:
+        cloud = simulated.SimulatedCloud()
+        [legacy] = cloud.launch(conformance_config.scaler.name, "res-a", 1, "legacy-token", False)  # no identity
+        state_file.write_text(json.dumps(cloud.dump()))
+        return legacy.id

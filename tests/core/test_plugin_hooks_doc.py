@@ -23,6 +23,7 @@ import pytest
 
 from scaler import hookspecs
 from scaler.api import (
+    TAG_FLEET,
     Instance,
     Problem,
     ProviderError,
@@ -142,6 +143,10 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         "resources": [settings],
         "applies": True,
         "seeded": seeded,
+        "include_foreign": False,
+        "tags": {TAG_FLEET: config.fleet_id},
+        # the machines listed now, as the example provider lists them
+        "list": lambda: provider_for(scaler_toycloud, "toycloud").list_instances(config),
     }
 
 
@@ -157,6 +162,10 @@ def check_answer(name: str, answer: Any, world: dict[str, Any]) -> None:
         assert answer == ""
     elif name == "scaler_check_cloud":
         assert answer == []
+    elif name == "scaler_tag_instances":  # the known machine is tagged, the unknown id skipped
+        assert answer is True
+        tagged = [i for i in world["list"]() if i.id == world["instance_ids"][0]]
+        assert tagged and tagged[0].fleet == world["tags"][TAG_FLEET]
     elif name == "scaler_config_sections":
         assert [s for found in answer for s in found] and all(isinstance(s, Section) for f in answer for s in f)
     elif name == "scaler_validate_config":

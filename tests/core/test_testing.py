@@ -104,6 +104,11 @@ class MemoryCloud:
         end = page + self.page_size
         return found[page:end], (end if end < len(found) else None)
 
+    def tag(self, ids: list[str], tags: dict[str, str]) -> None:
+        for machine_id in ids:
+            if machine_id in self.machines:
+                self.machines[machine_id]["tags"].update(tags)
+
     def delete(self, ids: list[str]) -> None:
         self._check("terminate")
         unknown = [i for i in ids if i not in self.machines]
@@ -132,23 +137,24 @@ class GoodProvider:
         self.cloud = cloud
 
     def _instance(self, machine: dict[str, Any]) -> Instance:
-        tags = machine["tags"]
         state = InstanceState(self.cloud.state(machine))
-        return Instance(
-            machine["id"], tags[TAG_RESOURCE], state, machine["launched_at"], tags[TAG_LAUNCH_TOKEN], machine["spot"]
-        )
+        return Instance.from_tags(machine["id"], machine["tags"], state, machine["launched_at"], spot=machine["spot"])
 
     def _run(self, config: Config, resource: Any, count: int, token: str, spot: bool) -> list[dict[str, Any]]:
-        tags = {TAG_SCALER: config.scaler.name, TAG_RESOURCE: resource.name, TAG_LAUNCH_TOKEN: token}
-        return self.cloud.run(count, tags, spot, key=token)
+        return self.cloud.run(count, config.tags_for(resource.name, token), spot, key=token)
 
     def _pages(self, config: Config) -> list[dict[str, Any]]:
         machines: list[dict[str, Any]] = []
         page: int | None = 0
         while page is not None:
             found, page = self.cloud.describe({TAG_SCALER: config.scaler.name}, page)
-            machines += found
+            machines += [m for m in found if config.listed(m["tags"])]
         return machines
+
+    @hookimpl
+    def scaler_tag_instances(self, config: Config, instance_ids: list[str], tags: dict[str, str]) -> bool:
+        self.cloud.tag(list(instance_ids), tags)
+        return True
 
     @hookimpl
     def scaler_launch(self, config: Config, resource: Any, count: int, launch_token: str, spot: bool) -> list[Instance]:
@@ -196,7 +202,27 @@ class GoodProvider:
 
 class FirstPageOnly(GoodProvider):
     def _pages(self, config: Config) -> list[dict[str, Any]]:
-        return self.cloud.describe({TAG_SCALER: config.scaler.name})[0]
+        return [m for m in self.cloud.describe({TAG_SCALER: config.scaler.name})[0] if config.listed(m["tags"])]
+
+
+class NameOnlyOwnership(GoodProvider):
+    """Lists every machine with the scaler's name, whichever deployment launched it."""
+
+    def _pages(self, config: Config) -> list[dict[str, Any]]:
+        machines: list[dict[str, Any]] = []
+        page: int | None = 0
+        while page is not None:
+            found, page = self.cloud.describe({TAG_SCALER: config.scaler.name}, page)
+            machines += found
+        return machines
+
+
+class NoFleetTag(GoodProvider):
+    """Tags machines the way scalers did before fleet identities."""
+
+    def _run(self, config: Config, resource: Any, count: int, token: str, spot: bool) -> list[dict[str, Any]]:
+        tags = {TAG_SCALER: config.scaler.name, TAG_RESOURCE: resource.name, TAG_LAUNCH_TOKEN: token}
+        return self.cloud.run(count, tags, spot, key=token)
 
 
 class TerminateRaisesOnUnknown(GoodProvider):
@@ -218,8 +244,7 @@ class IdempotencyInMemory(GoodProvider):
 
     def _run(self, config: Config, resource: Any, count: int, token: str, spot: bool) -> list[dict[str, Any]]:
         if token not in self.launched:
-            tags = {TAG_SCALER: config.scaler.name, TAG_RESOURCE: resource.name, TAG_LAUNCH_TOKEN: token}
-            self.launched[token] = self.cloud.run(count, tags, spot)
+            self.launched[token] = self.cloud.run(count, config.tags_for(resource.name, token), spot)
         return self.launched[token]
 
 
@@ -317,6 +342,11 @@ class MemoryKit(ProviderConformance):
         return str(cloud.run(1, {}, False)[0]["id"])
 
     @pytest.fixture
+    def legacy_instance(self, cloud: MemoryCloud, conformance_config: Config) -> str:
+        tags = {TAG_SCALER: conformance_config.scaler.name, TAG_RESOURCE: "res-a", TAG_LAUNCH_TOKEN: "legacy"}
+        return str(cloud.run(1, tags, False)[0]["id"])
+
+    @pytest.fixture
     def launch_in_fresh_process(
         self, cloud: MemoryCloud, provider: Provider
     ) -> Callable[[Config, int, str, bool], list[str]]:
@@ -335,6 +365,19 @@ class TestKitPassesTheGoodProvider(MemoryKit):
 
 
 VARIANTS = [
+    (
+        NameOnlyOwnership,
+        [
+            "test_list_never_returns_another_deployments_instances",
+            "test_legacy_instances_are_listed_without_identity_and_adopted_by_tagging",
+        ],
+        "another deployment",
+    ),
+    (
+        NoFleetTag,
+        ["test_launch_list_console_terminate", "test_list_never_returns_another_deployments_instances"],
+        "fleet identity",
+    ),
     (FirstPageOnly, ["test_list_reads_every_page"], "it must follow every page"),
     (TerminateRaisesOnUnknown, ["test_terminate_unknown_id_is_success"], "is success"),
     (IdempotencyInMemory, ["test_launch_retried_from_a_fresh_process_creates_nothing_new"], "second batch"),

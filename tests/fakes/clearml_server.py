@@ -35,6 +35,10 @@ Behaviour that is modelled (the rest is recorded and answered with an empty-ish 
   400/1004), ``status_report`` (auto-registers unknown workers, as the server's default
   ``auto_register: true``), ``get_all`` (``last_seen`` filter; a worker expires ``timeout``
   seconds - default 600 - after its last registration/report, as the server's redis TTL).
+* users: :meth:`FakeClearML.add_user` adds another user of the company with its own keys;
+  ``auth.login``, ``users.get_current_user`` and what it registers (workers) are that user's.
+  As on the real server a worker's key holds company, user and worker id: two users
+  registering one worker id make two entries, each unregisters only its own.
 * projects: ``create``/``get_all``/``get_by_id``; users: ``get_current_user``; ``server.info``;
   ``debug.ping``; ``events.add_batch``/``events.add`` (stored, see :meth:`FakeClearML.events`).
 * Any other path (not ``<service>.<action>``) behaves like a tiny files server: ``PUT``/``POST``
@@ -232,6 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     server_version = "FakeClearML/1.0"
     disable_nagle_algorithm = True  # else the separate header/body writes cost ~40 ms per call
+    caller: JSON | None = None  # the user the request authenticated as
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep the server quiet."""
@@ -240,6 +245,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fake._handle(self)
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+
+def _caller(req: _Handler) -> JSON | None:
+    return getattr(req, "caller", None)
 
 
 class FakeClearML:
@@ -273,6 +282,8 @@ class FakeClearML:
         self._clock_offset = 0.0
         self.user: JSON = {"id": "fake-user-id", "name": "Fake User"}
         self.company: JSON = {"id": "fake-company-id", "name": "Fake Company"}
+        # other users of the same company: access key -> (secret key, user)
+        self._other_users: dict[str, tuple[str, JSON]] = {}
         self._init_state()
         self._init_faults()
 
@@ -377,7 +388,30 @@ class FakeClearML:
         with self._lock:
             self._token_generation += 1
 
-    def make_token(self, ttl: int | None = None) -> str:
+    def add_user(self, access_key: str, secret_key: str, user_id: str, name: str = "") -> dict[str, str]:
+        """Another user of the same company, with its own credentials: what it registers (a
+        worker, a lease) is its own, as on the real server (a worker's key holds company, user
+        and worker id, so two users registering one worker id make two entries). Returns the
+        ``CLEARML_*`` environment of that user."""
+        with self._lock:
+            self._other_users[access_key] = (secret_key, {"id": user_id, "name": name or user_id})
+        return dict(self.env(), CLEARML_API_ACCESS_KEY=access_key, CLEARML_API_SECRET_KEY=secret_key)
+
+    def _user_by_id(self, user_id: Any) -> JSON:
+        for _secret, user in self._other_users.values():
+            if user["id"] == user_id:
+                return user
+        return self.user
+
+    def _worker_key(self, user: JSON | None, worker_id: str) -> str:
+        """The worker's key in :attr:`_workers`: its id for the main user (helpers keep indexing
+        by worker id), ``<user id>/<worker id>`` for another user's."""
+        if user is None or user["id"] == self.user["id"]:
+            return worker_id
+        return f"{user['id']}/{worker_id}"
+
+    def make_token(self, ttl: int | None = None, user: JSON | None = None) -> str:
+        user = user or self.user
         issued = int(time.time())
         payload = {
             "env": "fake",
@@ -387,8 +421,8 @@ class FakeClearML:
             "feature_set": "basic",
             "auth_type": "Bearer",
             "identity": {
-                "user": self.user["id"],
-                "user_name": self.user["name"],
+                "user": user["id"],
+                "user_name": user["name"],
                 "company": self.company["id"],
                 "company_name": self.company["name"],
                 "role": "user",
@@ -402,7 +436,7 @@ class FakeClearML:
         signature = hmac.new(self._jwt_secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
         return f"{header}.{body}.{_b64url(signature)}"
 
-    def _check_token(self, token: str) -> None:
+    def _check_token(self, token: str) -> JSON:
         try:
             header, body, signature = token.split(".")
             expected = hmac.new(self._jwt_secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
@@ -415,26 +449,31 @@ class FakeClearML:
             raise ApiError(401, 30, "Invalid token: token revoked")
         if float(payload.get("exp", 0)) < time.time():
             raise ApiError(401, 30, "Invalid token: token expired")
+        return self._user_by_id((payload.get("identity") or {}).get("user"))
 
-    def _check_basic(self, value: str) -> None:
+    def _check_basic(self, value: str) -> JSON:
         try:
             key, _, secret = base64.b64decode(value).decode().partition(":")
         except (ValueError, UnicodeDecodeError) as ex:
             raise ApiError(401, 21, "Unauthorized (malformed credentials)") from ex
-        if key != self.access_key or secret != self.secret_key:
-            raise ApiError(401, 22, "Unauthorized (invalid credentials)")
+        if key == self.access_key and secret == self.secret_key:
+            return self.user
+        other = self._other_users.get(key)
+        if other is not None and other[0] == secret:
+            return other[1]
+        raise ApiError(401, 22, "Unauthorized (invalid credentials)")
 
-    def _authorize(self, headers: Any) -> None:
+    def _authorize(self, headers: Any) -> JSON:
         """Basic (key:secret) or Bearer (a token we issued, not revoked, not expired) - on every
-        endpoint including ``auth.login`` (the SDK re-logs in with Bearer when it has no keys)."""
+        endpoint including ``auth.login`` (the SDK re-logs in with Bearer when it has no keys).
+        Returns the calling user."""
         auth = str(headers.get("Authorization") or "")
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "basic":
-            self._check_basic(value.strip())
-            return
+            return self._check_basic(value.strip())
         if scheme.lower() != "bearer":
             raise ApiError(401, 20, "Unauthorized (missing credentials)")
-        self._check_token(value.strip())
+        return self._check_token(value.strip())
 
     # ------------------------------------------------------------------ fault injection
     def fail_next(self, endpoint: str | None = None, times: int = 1, status: int = 500, msg: str = "injected") -> None:
@@ -748,12 +787,15 @@ class FakeClearML:
             self._remove_from_queues(str(task["id"]))
         return _render_dict(fields)
 
-    def _register_worker(self, worker_id: str, qids: list[str], timeout: int, ip: str) -> JSON:
+    def _register_worker(
+        self, worker_id: str, qids: list[str], timeout: int, ip: str, user: JSON | None = None
+    ) -> JSON:
         now = self.now()
+        user = user or self.user
         worker: JSON = {
             "id": worker_id,
-            "key": f"worker_{self.company['id']}_{self.user['id']}_{worker_id}",
-            "user": dict(self.user),
+            "key": f"worker_{self.company['id']}_{user['id']}_{worker_id}",
+            "user": dict(user),
             "company": dict(self.company),
             "ip": ip,
             "register_time": now,
@@ -766,7 +808,7 @@ class FakeClearML:
             "tags": [],
             "system_tags": [],
         }
-        self._workers[worker_id] = worker
+        self._workers[self._worker_key(user, worker_id)] = worker
         return worker
 
     def _live_workers(self) -> dict[str, JSON]:
@@ -858,7 +900,7 @@ class FakeClearML:
             self._send_json(req, self._envelope(endpoint, version, status, 0, msg, {}), status)
             return
         try:
-            self._authorize(req.headers)
+            req.caller = self._authorize(req.headers)
             data = self._dispatch(endpoint, body, req)
             code, subcode, msg = 200, 0, "OK"
         except ApiError as err:
@@ -978,7 +1020,7 @@ class FakeClearML:
     # --- auth / misc
     def _ep_auth__login(self, body: JSON, req: _Handler) -> JSON:
         ttl = body.get("expiration_sec")
-        return {"token": self.make_token(int(ttl) if ttl else None)}
+        return {"token": self.make_token(int(ttl) if ttl else None, user=_caller(req))}
 
     def _ep_auth__logout(self, body: JSON, req: _Handler) -> JSON:
         return {}
@@ -990,7 +1032,7 @@ class FakeClearML:
         return {"version": SERVER_VERSION, "build": "fake", "commit": "fake", "api_version": self.api_version}
 
     def _ep_users__get_current_user(self, body: JSON, req: _Handler) -> JSON:
-        user = dict(self.user, company=dict(self.company), role="user", email="fake@example.invalid")
+        user = dict(_caller(req) or self.user, company=dict(self.company), role="user", email="fake@example.invalid")
         return {"user": user, "getting_started": {}, "settings": {}}
 
     def _ep_users__get_vaults(self, body: JSON, req: _Handler) -> JSON:
@@ -1152,14 +1194,16 @@ class FakeClearML:
         invalid = [q for q in qids if q not in self._queues]
         if invalid:
             raise ApiError(400, 701, f"Invalid queue id: ids={invalid}")
-        entry = self._register_worker(str(worker), qids, int(body.get("timeout") or 0), ip=req.client_address[0])
+        entry = self._register_worker(
+            str(worker), qids, int(body.get("timeout") or 0), ip=req.client_address[0], user=_caller(req)
+        )
         entry["tags"] = _as_list(body.get("tags"))
         entry["system_tags"] = _as_list(body.get("system_tags"))
         return {}
 
     def _ep_workers__unregister(self, body: JSON, req: _Handler) -> JSON:
         worker = str(body.get("worker") or "")
-        if self._live_workers().pop(worker, None) is None:
+        if self._live_workers().pop(self._worker_key(_caller(req), worker), None) is None:
             raise ApiError(400, 1004, f"Worker is not registered: worker={worker}")
         return {}
 
@@ -1167,9 +1211,11 @@ class FakeClearML:
         worker_id = str(body.get("worker") or "")
         if not worker_id:
             raise ApiError(400, 11, "Missing required fields: worker")
-        worker = self._live_workers().get(worker_id)
+        worker = self._live_workers().get(self._worker_key(_caller(req), worker_id))
         if worker is None:  # apiserver.workers.auto_register: true
-            worker = self._register_worker(worker_id, [], DEFAULT_WORKER_TIMEOUT, ip=req.client_address[0])
+            worker = self._register_worker(
+                worker_id, [], DEFAULT_WORKER_TIMEOUT, ip=req.client_address[0], user=_caller(req)
+            )
         now = self.now()
         worker["ip"] = req.client_address[0]
         if body.get("tags") is not None:

@@ -16,7 +16,8 @@ The real ``google-cloud-compute`` client talks to it over plain HTTP on loopback
     # compute.googleapis.com.
     instances._transport._extended_operations_services["zone_operations"] = ops
 
-Implemented: instances insert/get/list/aggregatedList/delete/getSerialPortOutput,
+Implemented: instances insert/get/list/aggregatedList/delete/getSerialPortOutput/setLabels
+(the label fingerprint must be the instance's current one, else 412 conditionNotMet),
 zoneOperations get/wait/list, images get/getFromFamily, machineTypes get,
 acceleratorTypes get, zones get. Answers use the real camelCase JSON shapes and the
 real error body ``{"error": {"code", "message", "errors": [{"domain", "reason",
@@ -48,6 +49,7 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import hashlib
 import itertools
 import json
 import re
@@ -218,6 +220,14 @@ def _not_found(resource_path: str) -> GCEError:
 
 def _invalid(field_name: str, value: Any, why: str) -> GCEError:
     return GCEError(400, "invalid", f"Invalid value for field '{field_name}': '{value}'. {why}")
+
+
+def _label_fingerprint(labels: dict[str, str]) -> str:
+    """GCE's label fingerprint: changes whenever the labels do (``42WmSpB8rSM=`` for none)."""
+    if not labels:
+        return "42WmSpB8rSM="
+    digest = hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).digest()
+    return base64.b64encode(digest[:8]).decode()
 
 
 @dataclass
@@ -1369,6 +1379,32 @@ class FakeGCE:
             "selfLink": f"{self_link}/serialPort?port={port}",
         }
 
+    def _h_set_labels(self, query: dict[str, str], body: Any, project: str, zone: str, name: str) -> dict[str, Any]:
+        inst = self._instances.get((project, zone, name))
+        if inst is None or (inst.deleting and inst.stopping_left <= 0):
+            raise _not_found(f"projects/{project}/zones/{zone}/instances/{name}")
+        body = body if isinstance(body, dict) else {}
+        labels = {str(k): str(v) for k, v in (body.get("labels") or {}).items()}
+        for key, value in labels.items():
+            if not LABEL_KEY_RE.fullmatch(key) or not LABEL_VALUE_RE.fullmatch(value):
+                raise _invalid(
+                    "labels",
+                    "",
+                    f"Label '{key}: {value}' violates format constraints. Keys and "
+                    "values may contain only lowercase letters, digits, '_' and '-'.",
+                )
+        current = inst.resource.get("labelFingerprint") or _label_fingerprint({})
+        if body.get("labelFingerprint") != current:
+            raise GCEError(
+                412,
+                "conditionNotMet",
+                "Labels fingerprint either invalid or resource labels have changed",
+            )
+        op = self._new_operation(project, zone, "setLabels", inst.resource)
+        inst.resource["labels"] = labels
+        inst.resource["labelFingerprint"] = _label_fingerprint(labels)
+        return self._start_operation(op)
+
     # operations --------------------------------------------------------------
 
     def _op(self, project: str, zone: str, op: str) -> _Operation:
@@ -1463,6 +1499,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", _Z + r"/instances/(?P<name>[^/]+)", "_h_get"),
         ("DELETE", _Z + r"/instances/(?P<name>[^/]+)", "_h_delete"),
         ("GET", _Z + r"/instances/(?P<name>[^/]+)/serialPort", "_h_serial"),
+        ("POST", _Z + r"/instances/(?P<name>[^/]+)/setLabels", "_h_set_labels"),
         ("GET", _P + r"/aggregated/instances", "_h_aggregated"),
         ("GET", _Z + r"/operations", "_h_op_list"),
         ("GET", _Z + r"/operations/(?P<op>[^/]+)", "_h_op_get"),

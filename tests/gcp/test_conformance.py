@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from scaler.api import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from scaler.config.model import Config
 from scaler.host import PluginHost
 from scaler.testing import SCRIPT, FaultInjector, ProviderConformance, config_for
 from scaler_gcp import clients, provider
+from scaler_gcp.naming import label_value
 
 if TYPE_CHECKING:
     from tests.fakes.gce_server import FakeGCE
@@ -87,6 +89,20 @@ class TestGcpConformance(ProviderConformance):
         body = {"name": "someone-elses", "machineType": f"zones/{ZONE}/machineTypes/n1-standard-4", "labels": {}}
         gce.add_instance(PROJECT, ZONE, body)
         return "someone-elses"
+
+    @pytest.fixture
+    def legacy_instance(self, gce: FakeGCE, conformance_config: Config) -> str:
+        """Labelled (and with metadata) the way the gcp provider launched before fleet identities."""
+        owner = {TAG_SCALER: conformance_config.scaler.name, TAG_RESOURCE: "res-a", TAG_LAUNCH_TOKEN: "legacy"}
+        body = {
+            "name": "conformance-res-a-legacy-0",
+            "machineType": f"zones/{ZONE}/machineTypes/n1-standard-4",
+            "labels": {key: label_value(value) for key, value in owner.items()},
+            "labelFingerprint": "vezUS-42LLM=",
+            "metadata": {"items": [{"key": key, "value": value} for key, value in owner.items()]},
+        }
+        gce.add_instance(PROJECT, ZONE, body)
+        return "conformance-res-a-legacy-0"
 
 
 def test_the_kits_list_really_reads_several_pages(gce: FakeGCE) -> None:

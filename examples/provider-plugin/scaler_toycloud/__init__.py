@@ -23,14 +23,13 @@ def _call(config, method, *args):  # one call to the cloud's SDK, its errors tur
         raise ERRORS.get(exc.code, api.ProviderError)(f"toycloud {method}: {exc}", code=exc.code) from exc
 
 
-def _instance(m):
-    tags, state = m["tags"], api.InstanceState(m["state"])
-    return api.Instance(m["id"], tags[api.TAG_RESOURCE], state, m["launched_at"], tags[api.TAG_LAUNCH_TOKEN], m["spot"])
+def _instance(m):  # resource, launch token and fleet identity come from the machine's tags
+    return api.Instance.from_tags(m["id"], m["tags"], api.InstanceState(m["state"]), m["launched_at"], spot=m["spot"])
 
 
 @api.hookimpl
 def scaler_launch(config, resource, count, init_script, launch_token, spot):
-    tags = {api.TAG_SCALER: config.scaler.name, api.TAG_RESOURCE: resource.name, api.TAG_LAUNCH_TOKEN: launch_token}
+    tags = config.tags_for(resource.name, launch_token)  # the scaler's name, the fleet identity, resource, token
     size = resource.provider["size"]  # settings arrive validated, defaults applied
     return [_instance(m) for m in _call(config, "run", count, size, tags, init_script, spot, launch_token)]
 
@@ -41,18 +40,22 @@ def scaler_list_instances(config):
     while page:  # every page, or a fleet bigger than one page loses machines
         more, page = _call(config, "describe", {api.TAG_SCALER: config.scaler.name}, page)
         machines += more
-    return [_instance(m) for m in machines]
+    return [_instance(m) for m in machines if config.listed(m["tags"])]  # never another deployment's machines
 
 
 @api.hookimpl
-def scaler_terminate(config, instance_ids):
-    _call(config, "terminate", instance_ids)  # the toy cloud ignores ids it does not know: already gone is success
-    return True
+def scaler_terminate(config, instance_ids):  # the toy cloud ignores ids it does not know: already gone is success
+    return _call(config, "terminate", instance_ids) or True
 
 
 @api.hookimpl
 def scaler_console_output(config, instance_id):
     return _call(config, "console", instance_id)  # an unknown id: the cloud's NotFound, a ProviderError
+
+
+@api.hookimpl
+def scaler_tag_instances(config, instance_ids, tags):  # optional: adopts machines tagged before fleet identities
+    return _call(config, "tag", instance_ids, tags) or True
 
 
 @api.hookimpl

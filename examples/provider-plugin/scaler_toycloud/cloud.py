@@ -71,6 +71,13 @@ class ToyCloud:
             self.state["machines"][machine_id]["state"] = "terminated"
         self._save()
 
+    def tag(self, machine_ids: list[str], tags: dict) -> None:
+        """Add ``tags`` to machines (keeping their other tags); ids it does not know are ignored."""
+        self._answer("tag")
+        for machine_id in set(machine_ids) & set(self.state["machines"]):
+            self.state["machines"][machine_id]["tags"].update(tags)
+        self._save()
+
     def console(self, machine_id: str) -> str:
         """The machine's console output (toy machines print nothing)."""
         self._answer("console")

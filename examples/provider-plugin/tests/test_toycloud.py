@@ -4,6 +4,7 @@ import pytest
 import scaler_toycloud
 from scaler_toycloud.cloud import PAGE_SIZE, ToyCloud
 
+from scaler.api import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER
 from scaler.testing import ProviderConformance, config_for, provider_for
 
 # the toy cloud's error code for each kind of fault the kit injects, and its name for each call
@@ -37,3 +38,8 @@ class TestToyCloud(ProviderConformance):
     @pytest.fixture
     def foreign_instance(self, state_file):
         return ToyCloud(state_file).run(1, "small", {}, "", False, "not-the-scalers")[0]["id"]
+
+    @pytest.fixture
+    def legacy_instance(self, state_file, conformance_config):  # tagged the way scalers did before fleet identities
+        tags = {TAG_SCALER: conformance_config.scaler.name, TAG_RESOURCE: "res-a", TAG_LAUNCH_TOKEN: "legacy"}
+        return ToyCloud(state_file).run(1, "small", tags, "", False, "legacy")[0]["id"]

@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from scaler.api import TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, ProviderError
+from scaler.api import TAG_FLEET, TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, ProviderError
 from scaler_aws.schema import parse_tags
 
 #: EC2 limits user data to 16 KB of raw data (before base64)
@@ -153,6 +153,7 @@ def build_request(
     token: str | None,
     spot: bool,
     subnet: str,
+    fleet_id: str = "",
 ) -> dict[str, Any]:
     """The keyword arguments of ``ec2.run_instances`` for one launch into ``subnet``.
 
@@ -176,6 +177,8 @@ def build_request(
     request["InstanceInitiatedShutdownBehavior"] = "terminate"
 
     ownership = {TAG_SCALER: scaler_name, TAG_RESOURCE: resource_name, TAG_LAUNCH_TOKEN: launch_token}
+    if fleet_id:
+        ownership[TAG_FLEET] = fleet_id  # the deployment: scaler name, ClearML server and workspace
     request["TagSpecifications"] = _tag_specifications(
         base, {"Name": f"{scaler_name}:{resource_name}"}, parse_tags(r.get("tags") or ""), ownership
     )

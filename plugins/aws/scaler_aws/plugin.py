@@ -54,10 +54,17 @@ def scaler_launch(
 
 
 @hookimpl
-def scaler_list_instances(config: Config) -> list[Instance]:
+def scaler_list_instances(config: Config, include_foreign: bool) -> list[Instance]:
     from scaler_aws.provider import list_instances
 
-    return list_instances(config)
+    return list_instances(config, include_foreign)
+
+
+@hookimpl
+def scaler_tag_instances(config: Config, instance_ids: list[str], tags: dict[str, str]) -> bool:
+    from scaler_aws.provider import tag_instances
+
+    return tag_instances(config, instance_ids, tags)
 
 
 @hookimpl

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from scaler.api import (
+    TAG_FLEET,
     TAG_LAUNCH_TOKEN,
     TAG_RESOURCE,
     TAG_SCALER,
@@ -76,8 +77,12 @@ def needs_for_launch(settings: Mapping[str, Any], r: Mapping[str, Any]) -> list[
 # -- instances -----------------------------------------------------------------------------------
 
 
+def tags_of(raw: Mapping[str, Any]) -> dict[str, str]:
+    return {str(t.get("Key")): str(t.get("Value", "")) for t in raw.get("Tags") or [] if isinstance(t, Mapping)}
+
+
 def to_instance(raw: Mapping[str, Any], resource: str = "") -> Instance:
-    tags = {str(t.get("Key")): str(t.get("Value", "")) for t in raw.get("Tags") or [] if isinstance(t, Mapping)}
+    tags = tags_of(raw)
     state_name = str((raw.get("State") or {}).get("Name") or "pending")
     launched: Any = raw.get("LaunchTime")
     launched_at = float(launched.timestamp()) if hasattr(launched, "timestamp") else time.time()
@@ -90,6 +95,7 @@ def to_instance(raw: Mapping[str, Any], resource: str = "") -> Instance:
         spot=raw.get("InstanceLifecycle") == "spot",
         zone=str((raw.get("Placement") or {}).get("AvailabilityZone") or ""),
         instance_type=str(raw.get("InstanceType") or ""),
+        fleet=tags.get(TAG_FLEET, ""),
     )
 
 
@@ -122,6 +128,7 @@ def launch(
             token=client_token(launch_token, attempt),
             spot=spot,
             subnet=subnet,
+            fleet_id=config.fleet_id,
         )
         where = f"resource '{resource.name}', {count} x {r['instance_type']} {market}" + (
             f", subnet {subnet}" if subnet else (f", zone {r['availability_zone']}" if r["availability_zone"] else "")
@@ -168,8 +175,9 @@ def launch(
 # -- list ----------------------------------------------------------------------------------------
 
 
-def list_instances(config: Config) -> list[Instance]:
-    """Every pending/running/stopping instance tagged with this scaler's name (all pages)."""
+def list_instances(config: Config, include_foreign: bool = False) -> list[Instance]:
+    """Every pending/running/stopping instance tagged with this scaler's name and this fleet's
+    identity or none (legacy), all pages; with ``include_foreign``, other identities too."""
     settings = aws_settings(config)
     client = ec2_client(settings)
     filters = [
@@ -184,14 +192,46 @@ def list_instances(config: Config) -> list[Instance]:
         for page in pages:
             for reservation in page.get("Reservations") or []:
                 for raw in reservation.get("Instances") or []:
-                    tags = {t.get("Key"): t.get("Value") for t in raw.get("Tags") or []}
-                    if tags.get(TAG_SCALER) != config.scaler.name:  # belt and braces: ownership is the tag
+                    # belt and braces: ownership is the tags (name, and identity unless legacy)
+                    if not config.listed(tags_of(raw), include_foreign):
                         continue
                     instance = to_instance(raw)
                     found[instance.id] = instance
     except Exception as exc:  # mapped to the typed errors
         raise map_error(exc, "DescribeInstances", credentials=credential_source(settings)) from exc
     return list(found.values())
+
+
+# -- tag -----------------------------------------------------------------------------------------
+
+
+def tag_instances(config: Config, instance_ids: list[str], tags: dict[str, str]) -> bool:
+    """CreateTags in batches (it adds or overwrites, keeping the other tags); ids EC2 does not
+    know are skipped (the machine is gone)."""
+    settings = aws_settings(config)
+    client = ec2_client(settings)
+    ids = list(dict.fromkeys(str(i) for i in instance_ids if i))
+    pairs = [{"Key": key, "Value": value} for key, value in tags.items()]
+    for start in range(0, len(ids), TERMINATE_BATCH):
+        remaining = ids[start : start + TERMINATE_BATCH]
+        while remaining:
+            try:
+                client.create_tags(Resources=remaining, Tags=pairs)
+                log.info("tagged %d instance(s) with %s: %s", len(remaining), tags, ", ".join(remaining))
+                break
+            except Exception as exc:  # mapped to the typed errors
+                if error_code(exc) not in NOT_FOUND_CODES:
+                    raise map_error(
+                        exc,
+                        "CreateTags",
+                        context=f"{len(remaining)} instance(s)",
+                        credentials=credential_source(settings),
+                    ) from exc
+                message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
+                gone = _named(remaining, message) or remaining[:1]
+                log.info("already gone, not tagging: %s", ", ".join(gone))
+                remaining = [i for i in remaining if i not in gone]
+    return True
 
 
 # -- terminate -----------------------------------------------------------------------------------

@@ -94,8 +94,13 @@ def scaler_launch(
 
 
 @hookimpl
-def scaler_list_instances(config: Config) -> list[Instance]:
-    return gce.list_instances(config)
+def scaler_list_instances(config: Config, include_foreign: bool) -> list[Instance]:
+    return gce.list_instances(config, include_foreign)
+
+
+@hookimpl
+def scaler_tag_instances(config: Config, instance_ids: list[str], tags: dict[str, str]) -> bool:
+    return gce.tag_instances(config, instance_ids, tags)
 
 
 @hookimpl

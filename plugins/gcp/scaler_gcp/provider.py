@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from scaler.api import (
+    TAG_FLEET,
     TAG_LAUNCH_TOKEN,
     TAG_RESOURCE,
     TAG_SCALER,
@@ -151,16 +152,14 @@ def instance_body(
     launch_token: str,
     init_script: str,
     spot: bool,
+    fleet_id: str = "",
 ) -> dict[str, Any]:
     """The ``compute_v1.Instance`` of one machine, as a plain dict (proto field names)."""
     labels = {str(k): str(v) for k, v in (settings.get("labels") or {}).items()}
-    labels.update(
-        {
-            TAG_SCALER: label_value(scaler),
-            TAG_RESOURCE: label_value(resource),
-            TAG_LAUNCH_TOKEN: label_value(launch_token),
-        }
-    )
+    ownership = {TAG_SCALER: scaler, TAG_RESOURCE: resource, TAG_LAUNCH_TOKEN: launch_token}
+    if fleet_id:
+        ownership[TAG_FLEET] = fleet_id  # the deployment: scaler name, ClearML server and workspace
+    labels.update({key: label_value(value) for key, value in ownership.items()})
     gpus = has_gpus(settings)
     metadata: dict[str, str] = {}
     if gpus:
@@ -171,9 +170,7 @@ def instance_body(
         {
             STARTUP_SCRIPT_KEY: init_script,
             # exact names (labels are lowercased and cut): what list reports
-            TAG_SCALER: scaler,
-            TAG_RESOURCE: resource,
-            TAG_LAUNCH_TOKEN: launch_token,
+            **ownership,
         }
     )
     items = [{"key": key, "value": value} for key, value in metadata.items()]
@@ -347,6 +344,7 @@ def _launch_in_zone(
             launch_token=token,
             init_script=init_script,
             spot=spot,
+            fleet_id=config.fleet_id,
         )
         request = {
             "project": session.project,
@@ -398,6 +396,7 @@ def _launch_in_zone(
             spot=spot,
             zone=zone,
             instance_type=str(settings["machine_type"]),
+            fleet=config.fleet_id,
         )
     return outcomes
 
@@ -486,7 +485,9 @@ def owner_filter(scaler: str) -> str:
     return f'labels.{TAG_SCALER} = "{label_value(scaler)}"'
 
 
-def list_instances(config: Config) -> list[Instance]:
+def list_instances(config: Config, include_foreign: bool = False) -> list[Instance]:
+    """The instances labelled with the scaler's name and this fleet's identity or none (legacy),
+    in every zone; with ``include_foreign``, other identities too."""
     session = session_for(config)
     out = []
     for zone, found in _aggregated(session, owner_filter(config.scaler.name), "listing instances"):
@@ -494,7 +495,8 @@ def list_instances(config: Config) -> list[Instance]:
         if instance is None:
             continue
         _remember_zone(session.project, instance.id, zone)
-        out.append(instance)
+        if include_foreign or instance.fleet in ("", config.fleet_id):
+            out.append(instance)
     return out
 
 
@@ -564,6 +566,8 @@ def to_instance(found: Any, zone: str, config: Config) -> Instance | None:
         spot=str(scheduling.provisioning_model or "") == "SPOT" or bool(scheduling.preemptible),
         zone=last_part(str(found.zone or zone)) or zone,
         instance_type=last_part(str(found.machine_type or "")),
+        # the label: adoption sets only labels (the identity is lower-case hex, a label keeps it whole)
+        fleet=labels.get(TAG_FLEET) or meta.get(TAG_FLEET, ""),
     )
 
 
@@ -575,7 +579,8 @@ def _zones_for(config: Config, session: Session, names: Iterable[str], *, refres
     names = list(dict.fromkeys(names))
     zones = {} if refresh else {n: z for n in names if (z := _known_zone(session.project, n))}
     if len(zones) < len(names):
-        for instance in list_instances(config):
+        # a zone lookup: any machine with the scaler's name (console-output may not know the identity)
+        for instance in list_instances(config, include_foreign=True):
             if instance.id in names:
                 zones[instance.id] = instance.zone
     return zones
@@ -630,6 +635,63 @@ def terminate(config: Config, instance_ids: list[str]) -> bool:
         if len(errors) == 1:
             raise first
         raise type(first)(f"{len(errors)} of {len(names)} deletions failed; first: {first}", code=first.code)
+    return True
+
+
+# --- tag ------------------------------------------------------------------------------------
+
+
+def tag_instances(config: Config, instance_ids: list[str], tags: dict[str, str]) -> bool:
+    """Add labels to instances (``setLabels``: the current labels plus ``tags``, with the label
+    fingerprint read just before, so a concurrent change is not overwritten). A machine that is
+    gone is skipped."""
+    from google.api_core import exceptions as gexc
+
+    session = session_for(config)
+    names = list(dict.fromkeys(instance_ids))
+    zones = _zones_for(config, session, names)
+    errors: list[ProviderError] = []
+    for name in names:
+        zone = zones.get(name)
+        if not zone:
+            log.info("instance %s is gone; not labelling it", name)
+            continue
+        action = f"labelling instance {name} in {zone}"
+        try:
+            found = session.instances.get(
+                project=session.project, zone=zone, instance=name, retry=retry_policy(), timeout=REQUEST_TIMEOUT
+            )
+            labels = dict(found.labels)
+            labels.update({key: label_value(value) for key, value in tags.items()})
+            op = session.instances.set_labels_unary(
+                request={
+                    "project": session.project,
+                    "zone": zone,
+                    "instance": name,
+                    "instances_set_labels_request_resource": {
+                        "labels": labels,
+                        "label_fingerprint": found.label_fingerprint,
+                    },
+                    "request_id": str(uuid.uuid4()),
+                },
+                retry=retry_policy(),
+                timeout=REQUEST_TIMEOUT,
+            )
+        except gexc.NotFound:
+            _forget_zone(session.project, name)
+            log.info("instance %s is gone; not labelling it", name)
+            continue
+        except Exception as exc:
+            errors.append(map_error(exc, action=action, permission="compute.instances.setLabels", session=session))
+            continue
+        error = operation_error(op, action=action, permission="compute.instances.setLabels", session=session)
+        if error is not None:
+            errors.append(error)
+    if errors:
+        first = errors[0]
+        if len(errors) == 1:
+            raise first
+        raise type(first)(f"{len(errors)} of {len(names)} label changes failed; first: {first}", code=first.code)
     return True
 
 

@@ -30,7 +30,8 @@ def test_workers_join_their_instance_by_id() -> None:
         W("dyn:a:i-9", "t-9"),  # the dead worker of a terminated machine, still listed by ClearML
         W("dyn:a:i-7"),  # our prefix, no instance of ours at all
         W("dyn:b:i-1"),  # our prefix, an instance of ours under another resource: not its worker
-        W("other:a:i-3", "t-3"),  # another fleet's worker: foreign
+        W("old:a:i-3", "t-3"),  # registered before workers_prefix changed: i-3's worker all the same
+        W("other:a:i-77", "t-5"),  # another fleet's worker: foreign
         W("static-agent", "t-4"),
     ]
     fleet = join(PREFIX, instances, workers)
@@ -40,16 +41,48 @@ def test_workers_join_their_instance_by_id() -> None:
     assert {k: [w.id for w in v] for k, v in fleet.workers_of.items()} == {
         "i-1": ["dyn:a:i-1", "dyn:a:i-1:2"],
         "i-2": ["dyn:b:i-2"],
+        "i-3": ["old:a:i-3"],
     }
+    assert fleet.renamed == {"old:a:i-3": "old"}
     # dead workers whose instance is gone count for nothing: strays, like a worker with no instance
     assert [w.id for w in fleet.strays] == ["dyn:a:i-9", "dyn:a:i-7", "dyn:b:i-1"]
-    assert [w.id for w in fleet.foreign] == ["other:a:i-3", "static-agent"]
+    assert [w.id for w in fleet.foreign] == ["other:a:i-77", "static-agent"]
     # ... but `scaler status` still shows a dead worker beside its (terminated) machine
     assert [w.id for w in fleet.workers_on("i-9")] == ["dyn:a:i-9"]
     assert [w.id for w in fleet.workers_on("i-1")] == ["dyn:a:i-1", "dyn:a:i-1:2"]
-    assert fleet.workers_on("i-3") == []
+    assert [w.id for w in fleet.workers_on("i-3")] == ["old:a:i-3"]
     # a dead worker's task is run by nobody; a foreign worker's task is run
-    assert fleet.live_tasks() == {"t-1", "t-3", "t-4"}
+    assert fleet.live_tasks() == {"t-1", "t-3", "t-4", "t-5"}
+
+
+def test_a_worker_is_known_by_its_instance_id_whatever_the_prefix() -> None:
+    """workers_prefix changed from "old" to "dyn": the busy machine launched before keeps its worker."""
+    fleet = join(PREFIX, [M("i-1"), M("i-2")], [W("old:a:i-1", "t-1"), W("old:a:i-2:2"), W("old:a:i-5", "t-5")])
+    assert fleet.workers_of == {"i-1": [W("old:a:i-1", "t-1")], "i-2": [W("old:a:i-2:2")]}
+    assert fleet.renamed == {"old:a:i-1": "old", "old:a:i-2:2": "old"}
+    assert [w.id for w in fleet.foreign] == ["old:a:i-5"] and fleet.strays == []
+
+
+def F(iid: str, fleet: str, res: str = "a", state: str = "running") -> Instance:
+    return Instance(iid, res, InstanceState(state), 0.0, fleet=fleet)
+
+
+def test_instances_by_identity_own_legacy_foreign() -> None:
+    instances = [F("i-own", "me"), F("i-legacy", ""), F("i-claimed", ""), F("i-remembered", ""), F("i-theirs", "you")]
+    workers = [W("dyn:a:i-own"), W("dyn:a:i-claimed", "t-1"), W("dyn:a:i-theirs", "t-2")]
+    fleet = join(PREFIX, instances, workers, fleet_id="me", claimed={"i-remembered"})
+    assert [i.id for i in fleet.own] == ["i-own", "i-claimed", "i-remembered"]
+    assert [i.id for i in fleet.claimed] == ["i-claimed", "i-remembered"]
+    assert [i.id for i in fleet.unclaimed] == ["i-legacy"]
+    assert [i.id for i in fleet.foreign_instances] == ["i-theirs"]
+    assert fleet.alive_ids() == {"i-own", "i-claimed", "i-remembered"}
+    # an unclaimed legacy machine may be ours still booting: it counts against max_instances
+    assert fleet.count("a") == 4 and fleet.total() == 4
+    # a worker naming a foreign machine is not this fleet's to count
+    assert [w.id for w in fleet.strays] == ["dyn:a:i-theirs"]
+    # without an identity (the simulator), everything listed without one is the fleet's
+    plain = join(PREFIX, [F("i-1", ""), F("i-2", "")], [], fleet_id="")
+    assert [i.id for i in plain.own] == ["i-1", "i-2"] and plain.unclaimed == []
 
 
 def test_unread_sources_join_to_an_empty_fleet() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -44,8 +44,9 @@ def R(name: str, queue: str = "q", max_instances: int = 4, **extra: object) -> d
     return {"name": name, "queue": queue, "max_instances": max_instances, **extra}
 
 
-def C(*resources: dict[str, object], **scaler: object) -> Config:
-    """A config from raw dicts, as a user would write it (durations as text)."""
+def C(*resources: dict[str, object], fleet_id: str = "", **scaler: object) -> Config:
+    """A config from raw dicts, as a user would write it (durations as text); ``fleet_id`` is the
+    identity ``scaler run`` sets (empty: none known, the name alone owns)."""
     raw_scaler = {
         "name": "fleet",
         "workers_prefix": PREFIX,
@@ -54,11 +55,14 @@ def C(*resources: dict[str, object], **scaler: object) -> Config:
         "stuck_timeout": "20m",
         **scaler,
     }
-    return build_config({"scaler": raw_scaler, "resources": list(resources) or [R("a")]}, provider="simulated")
+    config = build_config({"scaler": raw_scaler, "resources": list(resources) or [R("a")]}, provider="simulated")
+    return replace(config, fleet_id=fleet_id)
 
 
-def M(iid: str, res: str = "a", state: str = "running", at: float = 0.0, token: str = "") -> Instance:
-    return Instance(iid, res, InstanceState(state), at, token)
+def M(iid: str, res: str = "a", state: str = "running", at: float = 0.0, token: str = "", fleet: str = "") -> Instance:
+    """An instance as listed; ``fleet`` is the identity it is tagged with (empty: none, legacy
+    when the config has an identity)."""
+    return Instance(iid, res, InstanceState(state), at, token, fleet=fleet)
 
 
 def W(res: str, iid: str, task: str | None = None, queues: tuple[str, ...] = ("q",), suffix: str = "") -> WorkerObs:
@@ -117,6 +121,7 @@ class Tick:
     notices: list[str] = field(default_factory=list)  # "level:kind", any order
     says: tuple[str, ...] = ()  # text some notice must contain
     tokens: tuple[str, ...] | None = None  # one label per launch: same label <=> same token in the case
+    adopts: tuple[str, ...] = ()  # legacy instances to tag with the fleet identity
     then: Then | None = None
 
 
@@ -133,6 +138,7 @@ def run_case(config: Config, ticks: list[Tick], state: PolicyState | None = None
         for term in decision.terminations:  # console is saved for stuck machines, and only for them
             assert term.capture_console == (term.kind == "stuck"), where
         assert sorted((r.task_id, r.queue) for r in decision.requeues) == sorted(tick.requeues), where
+        assert sorted(i.id for i in decision.adoptions) == sorted(tick.adopts), where
         assert sorted(f"{n.level}:{n.kind}" for n in decision.notices) == sorted(tick.notices), where
         for text in tick.says:
             assert any(text in n.message for n in decision.notices), f"{where}: no notice says {text!r}"
@@ -493,14 +499,23 @@ TERMINATION = [
         C(R("a"), orphans="terminate"),
         [
             Tick(
-                100,
+                700,
                 {"q": 0},
                 [M("o1", "old"), M("o2", "old"), M("o3", "old")],
                 [W("old", "o1", queues=("old",)), W("old", "o3", "t3", queues=("old",))],
                 terms=[("o1", "orphan"), ("o2", "orphan")],
             ),
-            Tick(130, {"q": 0}, [M("o3", "old")], [W("old", "o3", "t3", queues=("old",))]),
-            Tick(160, {"q": 0}, [M("o3", "old")], [W("old", "o3", queues=("old",))], terms=[("o3", "orphan")]),
+            Tick(730, {"q": 0}, [M("o3", "old")], [W("old", "o3", "t3", queues=("old",))]),
+            Tick(760, {"q": 0}, [M("o3", "old")], [W("old", "o3", queues=("old",))], terms=[("o3", "orphan")]),
+        ],
+    ),
+    (
+        "an orphan younger than orphan_grace is kept (said once), terminated once older",
+        C(R("a"), orphan_grace="10m"),
+        [
+            Tick(100, {"q": 0}, [M("o1", "old", at=0)], [], notices=["info:orphan_grace"], says=("orphan o1",)),
+            Tick(599, {"q": 0}, [M("o1", "old", at=0)], []),
+            Tick(600, {"q": 0}, [M("o1", "old", at=0)], [], terms=[("o1", "orphan")]),
         ],
     ),
     (
@@ -581,6 +596,138 @@ TERMINATION = [
 
 @cases(*TERMINATION)
 def test_termination(config: Config, ticks: list[Tick]) -> None:
+    run_case(config, ticks)
+
+
+# --- ownership: fleet identity, legacy instances, workers_prefix changes ------------------------
+
+ME = "1111aaaa2222bbbb"  # this fleet's identity (scaler run sets config.fleet_id)
+
+OWNERSHIP = [
+    (
+        "an instance with this fleet's identity is managed as before (idle, stuck, orphan)",
+        C(R("a"), fleet_id=ME, max_idle_time="10m", stuck_timeout="20m"),
+        [
+            Tick(
+                0,
+                {"q": 0},
+                [M("i1", fleet=ME), M("s1", fleet=ME), M("o1", "old", fleet=ME)],
+                [W("a", "i1")],
+                notices=["info:orphan_grace"],
+            ),
+            Tick(
+                1200,
+                {"q": 0},
+                [M("i1", fleet=ME), M("s1", fleet=ME), M("o1", "old", fleet=ME)],
+                [W("a", "i1")],
+                terms=[("i1", "idle"), ("s1", "stuck"), ("o1", "orphan")],
+            ),
+        ],
+    ),
+    (
+        "a legacy instance (name only) no worker here names is never touched, however long; said once",
+        C(R("a"), fleet_id=ME, stuck_timeout="20m"),
+        [
+            Tick(
+                100,
+                {"q": 0},
+                [M("l1"), M("l2", "old"), M("l3", state="stopped")],
+                [],
+                notices=["warning:legacy_unclaimed"] * 3,
+                says=("may belong to another deployment",),
+            ),
+            Tick(1_000_000, {"q": 0}, [M("l1"), M("l2", "old"), M("l3", state="stopped")], []),
+        ],
+    ),
+    (
+        "an unclaimed legacy instance counts against max_instances (it may be ours, booting) but absorbs no demand",
+        C(R("a", max_instances=2), fleet_id=ME),
+        [
+            Tick(
+                100,
+                {"q": 3},
+                [M("l1")],
+                [],
+                launches=[("a", 1, "on-demand")],
+                notices=["warning:legacy_unclaimed", "info:queue_short"],
+            ),
+            Tick(130, {"q": 1}, [M("l1")], [], launches=[("a", 1, "on-demand")]),
+        ],
+    ),
+    (
+        "a legacy instance whose worker is on this ClearML server is this fleet's: adopted, then managed",
+        C(R("a"), fleet_id=ME, max_idle_time="10m"),
+        [
+            Tick(0, {"q": 0}, [M("l1")], [W("a", "l1", "t1")], adopts=("l1",)),
+            # tagging failed (or the provider cannot tag): still this fleet's, adopted again
+            Tick(30, {"q": 0}, [M("l1")], [W("a", "l1")], adopts=("l1",)),
+            Tick(60, {"q": 0}, [M("l1", fleet=ME)], [W("a", "l1")]),
+            Tick(630, {"q": 0}, [M("l1", fleet=ME)], [W("a", "l1")], terms=[("l1", "idle")]),
+        ],
+    ),
+    (
+        "an adopted legacy machine stays this fleet's when its worker is missing from one read",
+        C(R("a"), fleet_id=ME, stuck_timeout="20m"),
+        [
+            Tick(0, {"q": 0}, [M("l1")], [W("a", "l1", "t1")], adopts=("l1",)),
+            Tick(30, {"q": 0}, [M("l1")], [], adopts=("l1",)),
+            Tick(1230, {"q": 0}, [M("l1")], [], adopts=("l1",), terms=[("l1", "stuck")]),
+        ],
+    ),
+    (
+        "an orphan adopted but not tagged yet is not terminated: an orphan goes only with the full identity",
+        C(R("a"), fleet_id=ME, orphan_grace="10m"),
+        [
+            Tick(
+                5000,
+                {"q": 0},
+                [M("o1", "old")],
+                [W("old", "o1", queues=("old",))],
+                adopts=("o1",),
+                notices=["info:orphan_untagged"],
+            ),
+            Tick(
+                5030, {"q": 0}, [M("o1", "old", fleet=ME)], [W("old", "o1", queues=("old",))], terms=[("o1", "orphan")]
+            ),
+        ],
+    ),
+    (
+        "without a ClearML server (simulator) the scaler's name alone owns: nothing is legacy",
+        C(R("a"), stuck_timeout="20m"),
+        [Tick(1200, {"q": 0}, [M("s1")], [], terms=[("s1", "stuck")])],
+    ),
+    (
+        "workers_prefix changed: a busy machine registered under the old prefix is busy, not stuck; said once",
+        C(R("a"), fleet_id=ME, stuck_timeout="20m", max_idle_time="10m"),
+        [
+            Tick(
+                5000,
+                {"q": 0},
+                [M("i1", fleet=ME), M("i2", fleet=ME)],
+                [WorkerObs("old_prefix:a:i1", ("q",), "t1"), WorkerObs("old_prefix:a:i2", ("q",))],
+                notices=["warning:prefix_changed"],
+                says=("workers_prefix changed from 'old_prefix' to 'dyn'",),
+            ),
+            Tick(
+                5600,
+                {"q": 0},
+                [M("i1", fleet=ME), M("i2", fleet=ME)],
+                [WorkerObs("old_prefix:a:i1", ("q",), "t1"), WorkerObs("old_prefix:a:i2", ("q",))],
+                terms=[("i2", "idle")],
+            ),
+            Tick(1_000_000, {"q": 0}, [M("i1", fleet=ME)], [WorkerObs("old_prefix:a:i1", ("q",), "t1")]),
+        ],
+    ),
+    (
+        "a worker under another prefix naming no instance of this fleet is foreign: not counted, not acted on",
+        C(R("a"), fleet_id=ME),
+        [Tick(100, {"q": 1}, [], [WorkerObs("other:a:i-9", ("q",))], launches=[("a", 1, "on-demand")])],
+    ),
+]
+
+
+@cases(*OWNERSHIP)
+def test_ownership(config: Config, ticks: list[Tick]) -> None:
     run_case(config, ticks)
 
 
@@ -801,7 +948,7 @@ FAILSAFE = [
                 {"q": 2},
                 [M("i1")],
                 [
-                    WorkerObs("other:a:i1", ("q",)),
+                    WorkerObs("other:a:i7", ("q",)),
                     WorkerObs("dyn2:a:i2", ("q",)),
                     WorkerObs("dyn", ("q",)),
                     WorkerObs("laptop", ("q",)),
@@ -996,8 +1143,10 @@ def worlds(draw: st.DrawFn) -> tuple[Config, Observation, PolicyState]:
         max_hourly_cost=draw(st.sampled_from([0, 2, 5, 10])),
         max_launch_per_tick=draw(st.integers(0, 3)),
         orphans=draw(st.sampled_from(["terminate", "keep"])),
+        orphan_grace=draw(st.sampled_from([0, 10])),
         max_idle_time=draw(st.sampled_from([0, 1, 10])),
         stuck_timeout=draw(st.sampled_from([1, 20])),
+        fleet_id=draw(st.sampled_from(["", ME])),
     )
     now = 10_000.0
     state = PolicyState()
@@ -1009,10 +1158,13 @@ def worlds(draw: st.DrawFn) -> tuple[Config, Observation, PolicyState]:
         for k in range(count):
             iid = f"{name}-{k}"
             inst_state = draw(st.sampled_from(["pending", "running", "running", "stopping", "terminated"]))
-            instances.append(M(iid, name, inst_state, at=draw(st.sampled_from([0.0, now - 30, now]))))
+            fleet = draw(st.sampled_from([config.fleet_id, config.fleet_id, ""]))  # "": legacy when fleet_id is set
+            instances.append(M(iid, name, inst_state, at=draw(st.sampled_from([0.0, now - 30, now])), fleet=fleet))
             for suffix in draw(st.sampled_from([[""], [], [":0", ":1"]])):
                 task = draw(st.sampled_from([None, None, f"t-{iid}{suffix}", "t-shared"]))
-                workers.append(W(name, iid, task, (res.queue if res else "old",), suffix))
+                prefix = draw(st.sampled_from([PREFIX, PREFIX, "old"]))  # "old": before a workers_prefix change
+                queues = (res.queue if res else "old",)
+                workers.append(WorkerObs(worker_id(prefix, name, iid) + suffix, queues, task))
         if res is not None and draw(st.booleans()):
             alive = sum(1 for i in instances if i.resource == name and i.state.alive)
             room = res.max_instances - alive
@@ -1027,7 +1179,7 @@ def worlds(draw: st.DrawFn) -> tuple[Config, Observation, PolicyState]:
         if idle_since is not None:
             state.idle_since.update({i.id: idle_since for i in instances if i.resource == name})
     workers.append(W("r0", "ghost", draw(st.sampled_from([None, "t-ghost"]))))
-    workers.append(WorkerObs("other:r0:r0-0", ("q0",), "t-foreign"))
+    workers.append(WorkerObs("other:r0:r0-foreign", ("q0",), "t-foreign"))
     pending = {q: draw(st.integers(0, 12)) for q in config.queues}
     seen = Observation(
         now,
@@ -1071,17 +1223,34 @@ def test_invariants(world: tuple[Config, Observation, PolicyState]) -> None:
         for res in config.resources:
             assert sum(x.count for x in new if x.resource == res.name) <= config.scaler.max_launch_per_tick
 
-    # a machine whose worker runs a task is never terminated
-    busy = {
-        i.id for i in alive for w in seen.workers or [] if w.task and w.id.split(":")[:3] == [PREFIX, i.resource, i.id]
-    }
+    # a machine whose worker runs a task is never terminated, whatever prefix the worker registered under
+    def names(worker: str, inst: Instance) -> bool:
+        parts = worker.split(":")
+        return parts[1:3] == [inst.resource, inst.id] and len(parts) in (3, 4)
+
+    busy = {i.id for i in alive for w in seen.workers or [] if w.task and names(w.id, i)}
     assert not busy & {t.instance_id for t in decision.terminations}
+    # a legacy machine (no identity) that no worker here names is never touched: maybe another deployment's
+    terminated = {t.instance_id: t for t in decision.terminations}
+    if config.fleet_id:
+        unclaimed = {
+            i.id for i in instances if not i.fleet and not any(names(w.id, i) for w in seen.workers or [])
+        } - state.adopted
+        assert not unclaimed & set(terminated)
+    # an orphan goes only with this fleet's full identity and once older than orphan_grace
+    for inst in instances:
+        if inst.id in terminated and terminated[inst.id].kind == "orphan":
+            assert inst.fleet == config.fleet_id and now_of(seen) - inst.launched_at >= config.scaler.orphan_grace
     # only alive, owned instances are terminated, each once
     ids = [t.instance_id for t in decision.terminations]
     assert len(ids) == len(set(ids)) and set(ids) <= {i.id for i in alive}
     # a task is re-enqueued at most once per decision, never the foreign one
     tasks = [r.task_id for r in decision.requeues]
     assert len(tasks) == len(set(tasks)) and "t-foreign" not in tasks
+
+
+def now_of(seen: Observation) -> float:
+    return seen.now
 
 
 def test_shifted_state_keeps_every_measured_duration() -> None:
