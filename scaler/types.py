@@ -177,13 +177,19 @@ class ScriptPart:
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """The ClearML server the agents report to, and the credentials they use."""
+    """The ClearML server the agents report to, and the credentials they use.
+
+    ``auth_token`` is ``CLEARML_AUTH_TOKEN`` (token-only setups, or a scaler run by an agent);
+    ``config_file`` the clearml.conf the credentials were read from (empty: none found), for
+    messages that say where credentials come from."""
 
     api_host: str
     web_host: str = ""
     files_host: str = ""
     access_key: Secret = field(default_factory=lambda: Secret(""))
     secret_key: Secret = field(default_factory=lambda: Secret(""))
+    auth_token: Secret = field(default_factory=lambda: Secret(""))
+    config_file: str = ""
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,14 @@ def requeue_count(system_tags: Any) -> int:
 
 
 def server_info() -> ServerInfo:
-    """The ClearML server and the scaler's own credentials, without logging in."""
+    """The ClearML server and the scaler's own credentials, without logging in: keys from
+    ``CLEARML_API_ACCESS_KEY``/``CLEARML_API_SECRET_KEY`` or clearml.conf's ``api.credentials``,
+    and ``CLEARML_AUTH_TOKEN`` (which the SDK keeps refreshed once it has logged in)."""
+    import os.path
+
     from clearml.backend_api import Session
-    from clearml.backend_api.session.defs import ENV_ACCESS_KEY, ENV_SECRET_KEY
+    from clearml.backend_api.session.defs import ENV_ACCESS_KEY, ENV_AUTH_TOKEN, ENV_SECRET_KEY
+    from clearml.backend_config.defs import get_active_config_file
     from clearml.config import config_obj
 
     def attempt(fn: Any) -> str:
@@ -75,6 +80,8 @@ def server_info() -> ServerInfo:
         files_host=attempt(Session.get_files_server_host),
         access_key=Secret(str(access)),
         secret_key=Secret(str(secret)),
+        auth_token=Secret(str(ENV_AUTH_TOKEN.get() or "")),
+        config_file=os.path.expanduser(get_active_config_file() or ""),
     )
 
 

@@ -244,6 +244,10 @@ def run(
             )
         vaults = found
     cfg = load_or_exit(host, config, provider, vault, vaults, from_task=from_task)
+    from scaler.engine.render import check_agent_auth
+
+    # machines launched without ClearML credentials would never register: say so before any launch
+    check_agent_auth(cfg, source.server_info())
     _ensure_queues(source, cfg.queues, create=cfg.scaler.create_queues, dry_run=dry_run, give_up=once or dry_run)
     from scaler.clearml.lease import Lease
 

@@ -19,7 +19,7 @@ from scaler.config.catalog import ProviderChoiceError as ProviderChoiceError  # 
 from scaler.config.catalog import installed as installed_catalog
 from scaler.config.fields import BARE_MINUTES_HINT
 from scaler.config.hocon import AllowSubstitution, Refusal, parse_data
-from scaler.config.model import AgentCredentials, Config, GitSettings, Resource, ScalerSettings
+from scaler.config.model import NO_DOCKER, AgentCredentials, Config, GitSettings, Resource, ScalerSettings, is_no_docker
 from scaler.config.redact import redact
 from scaler.config.validation import check_config
 from scaler.config.vault import VaultMerge, merge_vault
@@ -261,6 +261,8 @@ def build_config(
     catalog = catalog if catalog is not None else installed_catalog()
     checked = check_config(raw, catalog, provider or None)
     scaler = dict(checked.sections.get("scaler", {}))
+    if _says_no_docker(raw.get("scaler"), "default_docker_image"):
+        scaler["default_docker_image"] = ""  # no docker (an explicit null is not "the default image")
     git = scaler.pop("git")
     creds = scaler.pop("agent_credentials")
     settings = ScalerSettings(
@@ -273,6 +275,8 @@ def build_config(
     for index, item in enumerate(raw.get("resources") or []):
         values = {k: v for k, v in (checked.common[index] or {}).items() if k in _RESOURCE_KEYS}
         values["extra_agent_args"] = tuple(values["extra_agent_args"])
+        if _says_no_docker(item, "docker_image"):
+            values["docker_image"] = NO_DOCKER  # an empty docker_image would mean the default image
         if declared:
             section: Any = checked.subsections[index].get(provider, {})
         else:
@@ -291,6 +295,12 @@ def build_config(
         vault_clearml_conf=tuple(vault.clearml_conf) if vault else (),
         raw=dict(raw),
     )
+
+
+def _says_no_docker(section: Any, key: str) -> bool:
+    """``key`` is written in ``section`` as ``null``, ``""`` or ``none`` (any case): no docker.
+    A key left out is not: it takes the field's default."""
+    return isinstance(section, Mapping) and key in section and is_no_docker(section[key])
 
 
 #: the common keys of a resource that :class:`Resource` holds (a plugin may add inline keys of its own)

@@ -10,6 +10,18 @@ from scaler.types import TAG_FLEET, TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, 
 
 #: ``scaler.name`` when none is given; a deployment should choose its own (``scaler run`` warns)
 DEFAULT_NAME = "clearml-scaler"
+#: ``scaler.agent_version`` by default: the clearml-agent releases the boot script is tested with
+#: (tests/aws/test_real_agent.py installs the newest of them and runs it)
+DEFAULT_AGENT_VERSION = ">=2.0,<4"
+#: a resource's ``docker_image`` when the configuration says "no docker" for it (``null``, ``""``
+#: or ``none``); an empty ``docker_image`` means "the default image"
+NO_DOCKER = "none"
+
+
+def is_no_docker(value: object) -> bool:
+    """``null``, ``""`` or ``none`` (any case, as ClearML's UI and SDK write it) in
+    ``default_docker_image`` or a resource's ``docker_image``: run the agent without docker."""
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", NO_DOCKER))
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,7 @@ class ScalerSettings:
     requeue_interrupted_tasks: bool = True
     max_requeues: int = 3
     agent_credentials: AgentCredentials = field(default_factory=AgentCredentials)
-    agent_version: str = ""
+    agent_version: str = DEFAULT_AGENT_VERSION
     max_instances_total: int = 0
     max_hourly_cost: float = 0.0
     max_launch_per_tick: int = 0
@@ -67,7 +79,7 @@ class Resource:
     regular_instance_rollback_timeout: float = 600.0
     spot_blackout_period: float = 1800.0
     price_per_hour: float = 0.0
-    docker_image: str = ""
+    docker_image: str = ""  # "": scaler.default_docker_image; NO_DOCKER: no docker for this resource
     init_script: str = ""
     extra_agent_args: tuple[str, ...] = ()
     provider: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)

@@ -6,6 +6,7 @@ fields sit on each resource itself, next to the provider's ``<provider> { … }`
 from __future__ import annotations
 
 from scaler.config.fields import Ask, Field, Section
+from scaler.config.model import DEFAULT_AGENT_VERSION
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
 NAME_HINT = "letters, digits, '-', '_' or '.' (up to 63, starting with a letter or digit)"
@@ -75,7 +76,10 @@ SCALER_FIELDS = (
     Field(
         "default_docker_image",
         "str",
-        "Docker image the agents run tasks in (unless the task sets one).",
+        'Docker image the agents run tasks in (unless the task sets one). `null`, `""` or `none` (any case): '
+        "no docker, the agents run tasks in virtual environments on the machine (`clearml-agent daemon` "
+        "without `--docker`). With docker the boot script checks that docker is installed and running and "
+        "says so in the console output when it is not.",
         default="nvidia/cuda:12.4.1-runtime-ubuntu22.04",
         vault=("default_docker_image",),
         ask="Default docker image for tasks",
@@ -155,7 +159,14 @@ SCALER_FIELDS = (
         ),
     ),
     Field(
-        "agent_version", "str", "pip requirement spec for clearml-agent on the machines, e.g. `==1.9.3`.", default=""
+        "agent_version",
+        "str",
+        "pip version specifier of the clearml-agent the machines install (`pip install --upgrade "
+        '"clearml-agent<agent_version>"` into a virtual environment at boot), e.g. `==3.0.3`. The default is '
+        "the range the boot script is tested with; empty: keep a clearml-agent the machine image already has "
+        "(any version), else install the latest. A failed install is shown in the console output and shuts "
+        "the machine down.",
+        default=DEFAULT_AGENT_VERSION,
     ),
     Field(
         "max_instances_total",
@@ -247,7 +258,11 @@ RESOURCE_FIELDS = (
         max=10_000,
     ),
     Field(
-        "docker_image", "str", "Docker image for this resource (default: `scaler.default_docker_image`).", default=""
+        "docker_image",
+        "str",
+        'Docker image for this resource (not set: `scaler.default_docker_image`). `null`, `""` or `none` '
+        "(any case): no docker on this resource, whatever the default.",
+        default="",
     ),
     Field(
         "init_script",

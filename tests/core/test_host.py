@@ -20,7 +20,7 @@ from scaler.engine.render import render_init_script
 from scaler.errors import NotImplementedByProvider, PluginError
 from scaler.hookspecs import hookimpl
 from scaler.host import PluginBugError, PluginHost
-from scaler.types import Instance, InstanceState, RenderContext, ScriptPart, ServerInfo
+from scaler.types import Instance, InstanceState, RenderContext, ScriptPart, Secret, ServerInfo
 from tests.support import REPO
 from tests.support.cli import run_cli
 
@@ -90,7 +90,8 @@ def test_contribution_hooks_collect_from_every_plugin_core_first() -> None:
     host.register(FakeProvider("alpha"), "alpha")
     host.register(FakeProvider("beta"), "beta")
     cfg = config("alpha")
-    context = RenderContext(ServerInfo("http://api"))
+    # the agents' credentials (rendering the script without any is an error)
+    context = RenderContext(ServerInfo("http://api", access_key=Secret("key"), secret_key=Secret("secret")))
     conf = host.clearml_conf_parts(cfg, cfg.resources[0], "alpha", context)
     assert conf[0].startswith("api {")  # core's own part comes first
     assert conf[1:] == ["# from alpha"]  # a provider contributes to its own machines only

@@ -143,6 +143,8 @@ def test_a_vault_substitution_reads_nothing_from_the_environment(files: Path) ->
             str(files / "vault.conf"),
             "--show-secrets",
         ],
+        # the agents need ClearML credentials, or rendering is refused
+        env={"CLEARML_API_ACCESS_KEY": "AGENTKEY", "CLEARML_API_SECRET_KEY": "agent-secret"},
     )
     assert script.exit_code == 0, script.output
     assert SECRET not in script.output

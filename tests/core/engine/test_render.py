@@ -43,6 +43,7 @@ n=$(wc -l < "$log/events")
 printf '%s\\0' "$@" > "$log/calls/$(printf '%04d' "$n")-$name"
 rc=0
 if [ -f "$log/fail-$name" ]; then rc=$(cat "$log/fail-$name"); rm -f "$log/fail-$name"; fi
+if [ -f "$log/say-$name" ]; then cat "$log/say-$name"; rm -f "$log/say-$name"; fi
 {extra}
 exit "$rc"
 """
@@ -87,8 +88,11 @@ class Machine:
     def marker(self) -> Path:
         return self.root / "pwned"
 
-    def fail_next(self, command: str, rc: int = 1) -> None:
+    def fail_next(self, command: str, rc: int = 1, output: str = "") -> None:
+        """The next call of ``command`` prints ``output`` (its stdout) and exits with ``rc``."""
         (self.log / f"fail-{command}").write_text(str(rc))
+        if output:
+            (self.log / f"say-{command}").write_text(output)
 
     def run(self, script: str, **env: str) -> subprocess.CompletedProcess[str]:
         path = self.root / "init.sh"
@@ -187,7 +191,8 @@ def test_plain_script_installs_configures_runs_the_agent_then_shuts_down(host: P
     assert result.returncode == 0, result.stderr
     assert machine.events() == ["hostname", "python3", "pip", "clearml-agent", "shutdown"]
     assert machine.calls("python3") == [["-m", "venv", "/opt/clearml-agent-venv"]]
-    assert machine.calls("pip") == [["install", "--upgrade", "clearml-agent"]]
+    # the default agent_version: the range the boot script is tested with (test_real_agent.py)
+    assert machine.calls("pip") == [["install", "--upgrade", "clearml-agent>=2.0,<4"]]
     assert machine.calls("clearml-agent") == [
         ["--config-file", f"{machine.home}/clearml.conf", "daemon", "--queue", "gpu-queue", "--docker", "python:3.11"]
     ]
@@ -248,7 +253,8 @@ def test_cpu_only_extra_args_agent_version_and_instance_id_from_the_environment(
 
 
 def test_agent_already_installed_is_not_reinstalled(host: PluginHost, machine: Machine) -> None:
-    config, resource = make_config()
+    """With agent_version empty, an agent the machine image has is used as it is."""
+    config, resource = make_config(scaler={"agent_version": ""})
     (machine.bin / "clearml-agent").write_text((machine.log / "clearml-agent.stub").read_text())
     (machine.bin / "clearml-agent").chmod(0o755)
     result = machine.run(render(host, config, resource))
@@ -685,3 +691,277 @@ def test_rendering_is_stable_across_processes(tmp_path: Path) -> None:
         assert "clearml-agent" in result.stdout and "echo exact" in result.stdout and "tok-3f9a" in result.stdout
         outputs.add(result.stdout)
     assert len(outputs) == 1
+
+
+# --- credentials for the agents (issue 14, item 3) -------------------------------------------
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.token-only-setup.c2lnbmF0dXJl"
+
+
+def test_a_token_only_setup_gives_the_agent_the_token(host: PluginHost, machine: Machine) -> None:
+    """CLEARML_AUTH_TOKEN without keys (as ClearML's autoscaler passes it): the agent gets the token
+    in its environment and a clearml.conf without an empty credentials block."""
+    config, resource = make_config()
+    server = ServerInfo("https://api.example.com", auth_token=Secret(TOKEN))
+    result = machine.run(render(host, config, resource, server=server))
+    assert result.returncode == 0, result.stderr
+    assert machine.agent_env()["CLEARML_AUTH_TOKEN"] == TOKEN
+    assert "credentials" not in machine.conf()["api"]
+    assert TOKEN not in result.stdout + result.stderr
+    masked = render(host, config, resource, server=server, reveal=False)
+    assert TOKEN not in masked and "export CLEARML_AUTH_TOKEN='********'" in masked
+
+
+def test_keys_and_a_token_both_reach_the_agent(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config()
+    server = replace(SERVER, auth_token=Secret(TOKEN))
+    result = machine.run(render(host, config, resource, server=server))
+    assert result.returncode == 0, result.stderr
+    assert machine.agent_env()["CLEARML_AUTH_TOKEN"] == TOKEN
+    assert machine.conf()["api.credentials.access_key"] == "SRVKEY"
+
+
+def test_dedicated_agent_credentials_are_not_mixed_with_the_scalers_token(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config(scaler={"agent_credentials": {"access_key": "AGENTKEY", "secret_key": "AGENTSEC"}})
+    server = replace(SERVER, auth_token=Secret(TOKEN))
+    result = machine.run(render(host, config, resource, server=server))
+    assert result.returncode == 0, result.stderr
+    assert "CLEARML_AUTH_TOKEN" not in machine.agent_env()
+    assert machine.conf()["api.credentials.access_key"] == "AGENTKEY"
+    assert machine.conf()["api.credentials.secret_key"] == "AGENTSEC"
+
+
+@pytest.mark.parametrize("reveal", [True, False])
+def test_no_credentials_at_all_is_an_error_that_says_where_they_come_from(host: PluginHost, reveal: bool) -> None:
+    from scaler.errors import ConfigError
+
+    config, resource = make_config()
+    server = ServerInfo("https://api.example.com", config_file="/home/ops/clearml.conf")
+    with pytest.raises(ConfigError) as caught:
+        render(host, config, resource, server=server, reveal=reveal)
+    message = str(caught.value)
+    for where in (
+        "scaler.agent_credentials",
+        "SCALER_AGENT_ACCESS_KEY",
+        "CLEARML_API_ACCESS_KEY",
+        "CLEARML_API_SECRET_KEY",
+        "api.credentials in clearml.conf (/home/ops/clearml.conf)",
+        "CLEARML_AUTH_TOKEN",
+    ):
+        assert where in message, where
+    with pytest.raises(ConfigError):
+        render_clearml_conf(host, config, resource, RenderContext(server))
+
+
+@pytest.mark.parametrize("given", ["access_key", "secret_key"])
+def test_half_of_the_agent_credentials_is_an_error(host: PluginHost, given: str) -> None:
+    from scaler.errors import ConfigError
+
+    config, resource = make_config(scaler={"agent_credentials": {given: "only-this-one"}})
+    with pytest.raises(ConfigError, match=f"agent_credentials.{given} is set but"):
+        render(host, config, resource)
+
+
+CREDENTIAL_VARIABLES = ("CLEARML_API_ACCESS_KEY", "CLEARML_API_SECRET_KEY", "CLEARML_AUTH_TOKEN", "CLEARML_API_HOST")
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a scaler run on a machine with no ClearML credentials unless given."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
+    (tmp_path / "empty.conf").write_text("# no credentials\n")
+    return {
+        **base,
+        "HOME": str(tmp_path),
+        "CLEARML_CONFIG_FILE": str(tmp_path / "empty.conf"),
+        "CLEARML_API_HOST": "https://api.example.com",
+        **extra,
+    }
+
+
+def test_render_init_script_without_credentials_fails_and_says_where_they_come_from(tmp_path: Path) -> None:
+    config = tmp_path / "fleet.conf"
+    config.write_text('resources = [ { name = "cpu", queue = "cpu", max_instances = 1 } ]\n')
+    args = ("render-init-script", "--config", str(config), "--resource", "cpu", "--provider", "simulated")
+    result = run_cli(*args, env=cli_env(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no ClearML credentials for the agents" in result.stderr
+    assert f"api.credentials in clearml.conf ({tmp_path / 'empty.conf'})" in result.stderr
+    assert result.stdout == ""
+    # a token alone is enough: it is passed on, masked here
+    result = run_cli(*args, env=cli_env(tmp_path, CLEARML_AUTH_TOKEN=TOKEN))
+    assert result.returncode == 0, result.stderr
+    assert "export CLEARML_AUTH_TOKEN='********'" in result.stdout and TOKEN not in result.stdout
+
+
+def test_server_info_reads_the_auth_token_and_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scaler.clearml.queues import server_info
+
+    conf = tmp_path / "clearml.conf"
+    conf.write_text("# empty\n")
+    monkeypatch.setenv("CLEARML_CONFIG_FILE", str(conf))
+    monkeypatch.setenv("CLEARML_AUTH_TOKEN", TOKEN)
+    info = server_info()
+    assert info.auth_token == Secret(TOKEN)
+    assert info.config_file == str(conf)
+
+
+# --- no-docker mode and the docker check (item 4) -----------------------------------------------
+
+
+def agent_argv(machine: Machine) -> list[str]:
+    [argv] = machine.calls("clearml-agent")
+    return argv
+
+
+@pytest.mark.parametrize("value", [None, "", "none", "None", "NONE", " none "])
+def test_no_docker_globally(host: PluginHost, machine: Machine, value: str | None) -> None:
+    config, resource = make_config(scaler={"default_docker_image": value})
+    script = render(host, config, resource)
+    result = machine.run(script)
+    assert result.returncode == 0, result.stderr
+    assert "--docker" not in agent_argv(machine)
+    assert "docker" not in machine.events() and "docker mode" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("value", [None, "", "none", "None"])
+def test_no_docker_for_one_resource_whatever_the_default(host: PluginHost, machine: Machine, value: str | None) -> None:
+    config, resource = make_config(scaler={"default_docker_image": "python:3.11"}, resource={"docker_image": value})
+    result = machine.run(render(host, config, resource))
+    assert result.returncode == 0, result.stderr
+    assert "--docker" not in agent_argv(machine)
+
+
+def test_a_resource_without_docker_image_takes_the_default(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config(scaler={"default_docker_image": "python:3.11"})
+    result = machine.run(render(host, config, resource))
+    assert result.returncode == 0, result.stderr
+    assert agent_argv(machine)[-2:] == ["--docker", "python:3.11"]
+
+
+NO_DOCKER_HOCON = """
+scaler { name = "fleet", workers_prefix = "dyn", default_docker_image = %s }
+resources = [
+  { name = "plain", queue = "q", max_instances = 1 },
+  { name = "own", queue = "q", max_instances = 1, docker_image = "ubuntu:22.04" },
+  { name = "none", queue = "q", max_instances = 1, docker_image = %s },
+]
+"""
+
+
+@pytest.mark.parametrize(
+    ("default", "resource", "expected"),
+    [
+        ("null", "null", [None, "ubuntu:22.04", None]),
+        ('"None"', '"NONE"', [None, "ubuntu:22.04", None]),
+        ('""', '""', [None, "ubuntu:22.04", None]),
+        ('"python:3.11"', "null", ["python:3.11", "ubuntu:22.04", None]),
+        ('"python:3.11"', "none", ["python:3.11", "ubuntu:22.04", None]),
+    ],
+)
+def test_no_docker_as_written_in_a_configuration_file(
+    host: PluginHost, tmp_path: Path, default: str, resource: str, expected: list[str | None]
+) -> None:
+    """HOCON's null (and ClearML's None) read from a file, globally and per resource: before, `null`
+    rendered the nvidia image and `None` rendered `--docker None`."""
+    from scaler.config.loading import load_config
+
+    path = tmp_path / "fleet.conf"
+    path.write_text(NO_DOCKER_HOCON % (default, resource))
+    loaded = load_config(path, host, provider="simulated")
+    assert loaded.ok and loaded.config is not None, [p.render() for p in loaded.errors]
+    found = []
+    for item in loaded.config.resources:
+        script = render(host, loaded.config, item)
+        match = re.search(r"^clearml-agent .* --docker (\S+)", script, re.M)
+        found.append(match.group(1) if match else None)
+    assert found == expected
+
+
+def path_without(tmp_path: Path, *commands: str) -> str:
+    """A directory with every command of /usr/bin and /bin except ``commands`` (so a docker on this
+    machine does not hide the one under test)."""
+    folder = tmp_path / "system-bin"
+    folder.mkdir()
+    for directory in ("/usr/bin", "/bin"):
+        for entry in Path(directory).iterdir():
+            target = folder / entry.name
+            if entry.name not in commands and not target.exists():
+                target.symlink_to(entry)
+    return str(folder)
+
+
+def test_docker_mode_says_on_the_console_when_docker_is_missing(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config(scaler={"default_docker_image": "python:3.11"})
+    result = machine.run(render(host, config, resource), PATH=f"{machine.bin}:{path_without(machine.root, 'docker')}")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "clearml-scaler: WARNING: docker mode (image python:3.11) but docker is not installed on this machine"
+        in result.stderr
+    )
+    assert machine.events()[-2:] == ["clearml-agent", "shutdown"]  # the agent still starts
+
+
+@pytest.mark.parametrize(("answers", "said"), [(True, "docker is ready"), (False, "the docker daemon does not answer")])
+def test_docker_mode_checks_that_the_daemon_answers(
+    host: PluginHost, machine: Machine, answers: bool, said: str
+) -> None:
+    docker = machine.bin / "docker"
+    docker.write_text(STUB.format(log=shlex.quote(str(machine.log)), name="docker", extra=""))
+    docker.chmod(0o755)
+    if not answers:
+        machine.fail_next("docker", 1, "Cannot connect to the Docker daemon")
+    config, resource = make_config(scaler={"default_docker_image": "python:3.11"})
+    result = machine.run(render(host, config, resource))
+    assert result.returncode == 0, result.stderr
+    assert said in result.stdout + result.stderr
+    assert machine.calls("docker") == [["info"]]
+    assert machine.events()[-3:] == ["docker", "clearml-agent", "shutdown"]
+
+
+# --- what failed while installing the agent reaches the console (item 7) --------------------------
+
+
+def test_a_failed_pip_install_is_shown_with_a_prefix_then_the_machine_shuts_down(
+    host: PluginHost, machine: Machine
+) -> None:
+    config, resource = make_config()
+    machine.fail_next("pip", 1, "Looking in indexes: https://pypi.org/simple\nERROR: No matching distribution found\n")
+    result = machine.run(render(host, config, resource))
+    assert result.returncode != 0
+    assert "clearml-scaler: pip install clearml-agent>=2.0,<4 failed with status 1" in result.stderr
+    assert "clearml-scaler: pip install clearml-agent>=2.0,<4 failed: ERROR: No matching distribution found" in (
+        result.stderr
+    )
+    assert "installing clearml-agent failed" in result.stderr
+    assert machine.events() == ["hostname", "python3", "pip", "shutdown"]
+
+
+def test_apt_failures_are_shown_with_a_prefix(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config()
+    machine.fail_next("python3")  # no venv module: apt-get installs it
+    machine.fail_next("apt-get", 100, "E: Could not get lock /var/lib/dpkg/lock-frontend\n")
+    result = machine.run(render(host, config, resource))
+    assert "clearml-scaler: python3 -m venv failed; installing python3-venv python3-pip git with apt-get" in (
+        result.stdout
+    )
+    assert "clearml-scaler: apt-get update failed: E: Could not get lock /var/lib/dpkg/lock-frontend" in result.stderr
+    # the install goes on (the second apt-get, the venv, pip) and says nothing more where it works
+    assert machine.events() == [
+        "hostname",
+        "python3",
+        "apt-get",
+        "apt-get",
+        "python3",
+        "pip",
+        "clearml-agent",
+        "shutdown",
+    ]
+    assert "apt-get install python3-venv python3-pip git failed" not in result.stderr
+    assert "clearml-scaler: installed clearml-agent>=2.0,<4" in result.stdout
+
+
+def test_the_agent_venv_path_can_be_set_on_the_machine(host: PluginHost, machine: Machine) -> None:
+    config, resource = make_config()
+    result = machine.run(render(host, config, resource), SCALER_AGENT_VENV=str(machine.root / "venv"))
+    assert result.returncode == 0, result.stderr
+    assert machine.calls("python3") == [["-m", "venv", str(machine.root / "venv")]]
