@@ -14,7 +14,8 @@ from scaler.config.loading import build_config
 from scaler.config.model import Config
 from scaler.host import PluginHost, Provider
 from scaler_aws.client import clear_clients
-from tests.fakes.ec2 import DUMMY_AMI
+from scaler_aws.images import clear_root_devices
+from tests.fakes.ec2 import ACCOUNT_ID, DUMMY_AMI, REGION
 
 SCALER = "aws-test-fleet"
 
@@ -76,13 +77,21 @@ def make_network(moto_ec2: Any) -> Network:
     return Network(vpc, subnets, sg, other_sg)
 
 
-def register_ami(moto_ec2: Any) -> str:
-    """An AMI in moto (its root device is always /dev/sda1, whatever is asked)."""
+def register_ami(moto_ec2: Any, root_device: str = "/dev/sda1") -> str:
+    """An AMI in moto whose DescribeImages answer says it boots from ``root_device``.
+
+    moto's RegisterImage ignores ``RootDeviceName`` (every image it registers boots from
+    /dev/sda1), so another root device is set on the image in moto's backend, which the
+    threaded server shares with this process (``/dev/xvda``: an Amazon Linux AMI)."""
     image: str = moto_ec2.register_image(
         Name="scaler-test-ami",
-        RootDeviceName="/dev/sda1",
-        BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}],
+        RootDeviceName=root_device,
+        BlockDeviceMappings=[{"DeviceName": root_device, "Ebs": {"VolumeSize": 8}}],
     )["ImageId"]
+    if root_device != "/dev/sda1":
+        from moto.ec2.models import ec2_backends
+
+        ec2_backends[ACCOUNT_ID][REGION].amis[image].root_device_name = root_device
     return image
 
 
@@ -107,8 +116,10 @@ def aws_fixtures() -> tuple[Any, Any, Any]:
     @pytest.fixture(autouse=True)
     def _fresh_clients() -> Iterator[None]:
         clear_clients()
+        clear_root_devices()  # AMI ids are reused across tests (moto is reset)
         yield
         clear_clients()
+        clear_root_devices()
 
     @pytest.fixture
     def host() -> PluginHost:

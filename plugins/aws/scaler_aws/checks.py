@@ -200,7 +200,7 @@ def _check_resource(
         if image.get("State") not in (None, "available"):
             add(".ami_id", f"AMI {ami} is {image.get('State')}, not available", "warning")
         root = image.get("RootDeviceName")
-        if root and root != r["ebs"]["device"]:
+        if root and r["ebs"]["device"] and root != r["ebs"]["device"]:  # empty: the launch reads the AMI's
             add(
                 ".ebs.device",
                 f"the AMI's root device is {root}, not {r['ebs']['device']}: the ebs section would "

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from scaler.api import TAG_FLEET, TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, ProviderError
+from scaler_aws.images import FALLBACK_DEVICE
 from scaler_aws.schema import parse_tags
 
 #: EC2 limits user data to 16 KB of raw data (before base64)
@@ -113,7 +114,7 @@ def _tag_specifications(
     return specs
 
 
-def _block_devices(base: Mapping[str, Any], ebs: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _block_devices(base: Mapping[str, Any], ebs: Mapping[str, Any], root_device: str) -> list[dict[str, Any]]:
     volume: dict[str, Any] = {
         "VolumeSize": int(ebs["size_gb"]),
         "VolumeType": str(ebs["type"]),
@@ -127,7 +128,8 @@ def _block_devices(base: Mapping[str, Any], ebs: Mapping[str, Any]) -> list[dict
         volume["Encrypted"] = True
     if ebs.get("snapshot_id"):
         volume["SnapshotId"] = str(ebs["snapshot_id"])
-    root = {"DeviceName": str(ebs["device"]), "Ebs": volume}
+    # an explicit ebs.device is authoritative; else the AMI's root device as read at launch
+    root = {"DeviceName": str(ebs.get("device") or root_device or FALLBACK_DEVICE), "Ebs": volume}
     mappings: list[dict[str, Any]] = []
     merged = False
     for item in base.get("BlockDeviceMappings") or []:
@@ -154,8 +156,12 @@ def build_request(
     spot: bool,
     subnet: str,
     fleet_id: str = "",
+    root_device: str = "",
 ) -> dict[str, Any]:
     """The keyword arguments of ``ec2.run_instances`` for one launch into ``subnet``.
+
+    ``root_device`` is the AMI's root device name (:func:`scaler_aws.images.root_device`), the
+    device ``ebs`` sizes unless ``ebs.device`` names one (empty: ``/dev/sda1``).
 
     ``aws.custom_launch_spec`` deep-merged with the resource's ``custom_launch_spec`` is the
     base; every explicit setting wins over it; tags are merged (ownership tags always win).
@@ -182,7 +188,7 @@ def build_request(
     request["TagSpecifications"] = _tag_specifications(
         base, {"Name": f"{scaler_name}:{resource_name}"}, parse_tags(r.get("tags") or ""), ownership
     )
-    request["BlockDeviceMappings"] = _block_devices(base, r["ebs"])
+    request["BlockDeviceMappings"] = _block_devices(base, r["ebs"], root_device)
 
     request["MetadataOptions"] = deep_merge(
         base.get("MetadataOptions") or {},

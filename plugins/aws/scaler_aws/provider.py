@@ -24,6 +24,7 @@ from scaler.api import (
     ProviderError,
 )
 from scaler_aws.client import NEXT_SUBNET_CODES, credential_source, ec2_client, error_code, log, map_error
+from scaler_aws.images import root_device
 from scaler_aws.launch import build_request, client_token, encode_user_data, instance_profile, subnets_of
 
 if TYPE_CHECKING:
@@ -115,6 +116,8 @@ def launch(
     market = "spot" if spot else "on-demand"
     failures: list[str] = []
     subnets = subnets_of(r)
+    # the volume ebs sizes: ebs.device as written, else the AMI's root device (asked once per AMI)
+    root = "" if r["ebs"].get("device") else root_device(client, settings, str(r["ami_id"]))
     last: CapacityError | None = None
     for attempt, subnet in enumerate(subnets):
         request = build_request(
@@ -129,6 +132,7 @@ def launch(
             spot=spot,
             subnet=subnet,
             fleet_id=config.fleet_id,
+            root_device=root,
         )
         where = f"resource '{resource.name}', {count} x {r['instance_type']} {market}" + (
             f", subnet {subnet}" if subnet else (f", zone {r['availability_zone']}" if r["availability_zone"] else "")

@@ -156,8 +156,11 @@ EBS_SECTION = (
     Field(
         "device",
         "str",
-        "Root device name of the AMI.",
-        default="/dev/sda1",
+        "Device name of the volume `ebs` sizes: the AMI's root device. Empty: read from the AMI "
+        "(DescribeImages, once per AMI), so the root volume is the one sized (`/dev/sda1` on Ubuntu, "
+        "`/dev/xvda` on Amazon Linux); when it cannot be read, `/dev/sda1` with a warning. Set it and it "
+        "is used as written.",
+        default="",
         pattern=r"/dev/[a-z0-9]+",
         pattern_hint="a device like /dev/sda1 or /dev/xvda",
         clearml=("ebs_device_name",),
