@@ -9,8 +9,9 @@ entry-point group ``scaler``; the entry-point name of a provider is the name use
 There are two kinds of hooks:
 
 * **Provider hooks** (``scaler_launch``, ``scaler_list_instances``, ``scaler_terminate``,
-  ``scaler_console_output``, ``scaler_check_cloud``, ``scaler_tag_instances``) are called on
-  the one provider chosen with ``--provider``; no other plugin ever sees those calls.
+  ``scaler_console_output``, ``scaler_check_cloud``, ``scaler_tag_instances``,
+  ``scaler_describe_instances``) are called on the one provider chosen with ``--provider``; no
+  other plugin ever sees those calls.
 * **Contribution hooks** are called on every loaded plugin, built-in first, and their
   answers are collected in that order (``scaler_validate_config`` only on the plugin that
   declared the section being checked, through ``scaler_config_sections``).
@@ -65,6 +66,7 @@ PROVIDER_HOOKS = (
     "scaler_console_output",
     "scaler_check_cloud",
     "scaler_tag_instances",
+    "scaler_describe_instances",
 )
 
 
@@ -204,6 +206,29 @@ def scaler_tag_instances(config: Config, instance_ids: list[str], tags: dict[str
     Batch the cloud calls. An id the cloud does not know (the machine is gone) is skipped.
     Returns ``True``. Raises :class:`TransientError` or :class:`AuthError` when the cloud
     refused; the reconciler tries again next tick.
+    """
+
+
+@hookspec(firstresult=True)
+def scaler_describe_instances(config: Config, instance_ids: list[str]) -> list[Instance]:
+    """The machines with these ids, whatever their tags/labels; optional.
+
+    Called by ``scaler adopt`` (on the chosen provider only) to find machines that are not this
+    fleet's yet: ClearML's own autoscaler tags nothing the scaler recognises, but its agents'
+    worker ids name their machines (``<prefix>:<resource>:<instance type>:<instance id>``), so
+    ``adopt`` reads the ids from ClearML's workers and asks the provider about each. Without this
+    hook a provider cannot adopt; ``scaler adopt`` says so and changes nothing.
+
+    :param config: the run's configuration (its region, project, zones: where to look).
+    :param instance_ids: ids as the workers name them (the provider's own handle, as
+        ``scaler_list_instances`` returns it).
+
+    Returns an :class:`Instance` per machine found where the configuration looks (its region,
+    project or zones), in any state, read with :meth:`Instance.from_tags` from whatever tags it
+    has (an untagged machine has an empty ``resource``), with ``instance_type``, ``zone``,
+    ``spot`` and ``launched_at``. An id not found there (another region, a machine long gone, an
+    id that is no id of this cloud) is left out, never an error. Raises :class:`TransientError`
+    or :class:`AuthError` when the cloud cannot be read.
     """
 
 

@@ -43,8 +43,8 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "scaler"
 LOAD_ENV = "SCALER_LOAD_PLUGINS"
-#: the provider hooks every provider must implement (``scaler_check_cloud`` and
-#: ``scaler_tag_instances`` are optional)
+#: the provider hooks every provider must implement (``scaler_check_cloud``,
+#: ``scaler_tag_instances`` and ``scaler_describe_instances`` are optional)
 REQUIRED_PROVIDER_HOOKS = ("scaler_launch", "scaler_list_instances", "scaler_terminate", "scaler_console_output")
 #: the prefix of every hook name; a plugin function with this prefix is taken for a hook
 HOOK_PREFIX = "scaler_"
@@ -336,6 +336,15 @@ class Provider:
         """Add ``tags`` to instances (optional hook: :class:`NotImplementedByProvider` without it)."""
         if instance_ids:
             self._call("scaler_tag_instances", config=config, instance_ids=list(instance_ids), tags=dict(tags))
+
+    def describe_instances(self, config: Config, instance_ids: list[str]) -> list[Instance]:
+        """The machines with these ids, whatever their tags (optional hook, for ``scaler adopt``:
+        :class:`NotImplementedByProvider` without it); ids not found are left out."""
+        if not instance_ids:
+            return []
+        wanted = set(instance_ids)
+        found = self._call("scaler_describe_instances", config=config, instance_ids=list(instance_ids)) or []
+        return [inst for inst in found if inst.id in wanted]
 
     def terminate(self, config: Config, instance_ids: list[str]) -> None:
         if instance_ids:

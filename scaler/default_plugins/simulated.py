@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING, Any
 from scaler.config.fields import Ask, Field, Section
 from scaler.errors import CapacityError, ProviderError
 from scaler.hookspecs import hookimpl
-from scaler.types import TAG_FLEET, Instance, InstanceState, Problem, ScriptPart
+from scaler.types import (
+    TAG_FLEET,
+    TAG_LAUNCH_TOKEN,
+    TAG_RESOURCE,
+    TAG_SCALER,
+    Instance,
+    InstanceState,
+    Problem,
+    ScriptPart,
+)
 
 if TYPE_CHECKING:
     from scaler.config.model import Config, Resource
@@ -200,6 +209,21 @@ class SimulatedCloud:
             if inst is not None:
                 inst.fleet = fleet
 
+    def describe(self, ids: list[str]) -> list[Instance]:
+        """The instances with these ids, whoever owns them (``scaler adopt``); unknown ids left out."""
+        self._maybe_fail("describe")
+        self.step()
+        return [self.instances[i].to_instance() for i in dict.fromkeys(ids) if i in self.instances]
+
+    def take_over(self, ids: list[str], tags: dict[str, str]) -> None:
+        """Write the ownership tags a launch writes onto instances (``scaler adopt``)."""
+        for instance_id in ids:
+            inst = self.instances.get(instance_id)
+            if inst is not None:
+                inst.scaler = tags.get(TAG_SCALER, inst.scaler)
+                inst.resource = tags.get(TAG_RESOURCE, inst.resource)
+                inst.launch_token = tags.get(TAG_LAUNCH_TOKEN, inst.launch_token)
+
     def terminate(self, ids: list[str]) -> None:
         self._maybe_fail("terminate")
         now = self.clock()
@@ -305,7 +329,14 @@ def scaler_tag_instances(config: Config, instance_ids: list[str], tags: dict[str
     with _cloud_for(config) as cloud:
         if TAG_FLEET in tags:
             cloud.tag(instance_ids, tags[TAG_FLEET])
+        cloud.take_over(instance_ids, tags)
     return True
+
+
+@hookimpl
+def scaler_describe_instances(config: Config, instance_ids: list[str]) -> list[Instance]:
+    with _cloud_for(config) as cloud:
+        return cloud.describe(instance_ids)
 
 
 @hookimpl

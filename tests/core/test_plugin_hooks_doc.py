@@ -162,6 +162,8 @@ def check_answer(name: str, answer: Any, world: dict[str, Any]) -> None:
         assert answer == ""
     elif name == "scaler_check_cloud":
         assert answer == []
+    elif name == "scaler_describe_instances":  # the known machine, not the unknown id
+        assert [i.id for i in answer] == [world["instance_ids"][0]] and answer[0].resource == "res-a"
     elif name == "scaler_tag_instances":  # the known machine is tagged, the unknown id skipped
         assert answer is True
         tagged = [i for i in world["list"]() if i.id == world["instance_ids"][0]]

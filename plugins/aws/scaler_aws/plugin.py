@@ -61,6 +61,13 @@ def scaler_list_instances(config: Config, include_foreign: bool) -> list[Instanc
 
 
 @hookimpl
+def scaler_describe_instances(config: Config, instance_ids: list[str]) -> list[Instance]:
+    from scaler_aws.provider import describe_instances
+
+    return describe_instances(config, instance_ids)
+
+
+@hookimpl
 def scaler_tag_instances(config: Config, instance_ids: list[str], tags: dict[str, str]) -> bool:
     from scaler_aws.provider import tag_instances
 

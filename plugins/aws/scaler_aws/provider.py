@@ -206,6 +206,36 @@ def list_instances(config: Config, include_foreign: bool = False) -> list[Instan
     return list(found.values())
 
 
+# -- describe (scaler adopt) ---------------------------------------------------------------------
+
+#: EC2's limit of values per DescribeInstances filter
+DESCRIBE_BATCH = 200
+_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+
+
+def describe_instances(config: Config, instance_ids: list[str]) -> list[Instance]:
+    """The instances with these ids in the configured region, any tags, any state (a filter on
+    ``instance-id``, so an id EC2 does not know there is left out instead of failing the call)."""
+    settings = aws_settings(config)
+    client = ec2_client(settings)
+    ids = [i for i in dict.fromkeys(str(i) for i in instance_ids) if _INSTANCE_ID.fullmatch(i)]
+    found: dict[str, Instance] = {}
+    try:
+        for start in range(0, len(ids), DESCRIBE_BATCH):
+            batch = ids[start : start + DESCRIBE_BATCH]
+            pages = client.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": batch}], PaginationConfig={"PageSize": LIST_PAGE}
+            )
+            for page in pages:
+                for reservation in page.get("Reservations") or []:
+                    for raw in reservation.get("Instances") or []:
+                        instance = to_instance(raw)
+                        found[instance.id] = instance
+    except Exception as exc:  # mapped to the typed errors
+        raise map_error(exc, "DescribeInstances", credentials=credential_source(settings)) from exc
+    return list(found.values())
+
+
 # -- tag -----------------------------------------------------------------------------------------
 
 

@@ -99,6 +99,11 @@ def scaler_list_instances(config: Config, include_foreign: bool) -> list[Instanc
 
 
 @hookimpl
+def scaler_describe_instances(config: Config, instance_ids: list[str]) -> list[Instance]:
+    return gce.describe_instances(config, instance_ids)
+
+
+@hookimpl
 def scaler_tag_instances(config: Config, instance_ids: list[str], tags: dict[str, str]) -> bool:
     return gce.tag_instances(config, instance_ids, tags)
 

@@ -41,6 +41,7 @@ from scaler_gcp.clients import (
     session_for,
 )
 from scaler_gcp.naming import (
+    NAME_RE,
     image_ref,
     instance_name,
     label_value,
@@ -498,6 +499,38 @@ def list_instances(config: Config, include_foreign: bool = False) -> list[Instan
         if include_foreign or instance.fleet in ("", config.fleet_id):
             out.append(instance)
     return out
+
+
+#: names per describe filter (GCE caps a filter expression's length)
+DESCRIBE_BATCH = 50
+
+
+def describe_instances(config: Config, instance_ids: list[str]) -> list[Instance]:
+    """The instances with these names in the project, in every zone, whatever their labels
+    (``scaler adopt``); a name not found is left out."""
+    session = session_for(config)
+    names = [n for n in dict.fromkeys(str(i) for i in instance_ids) if NAME_RE.fullmatch(n)]
+    out: dict[str, Instance] = {}
+    for start in range(0, len(names), DESCRIBE_BATCH):
+        batch = names[start : start + DESCRIBE_BATCH]
+        flt = " OR ".join(f'(name = "{name}")' for name in batch)
+        for zone, found in _aggregated(session, flt, "describing instances"):
+            if str(found.name) not in batch:
+                continue
+            labels, meta = dict(found.labels), _metadata(found)
+            scheduling = found.scheduling
+            tags = {key: meta.get(key) or labels.get(key, "") for key in (TAG_RESOURCE, TAG_LAUNCH_TOKEN, TAG_FLEET)}
+            _remember_zone(session.project, str(found.name), zone)
+            out[str(found.name)] = Instance.from_tags(
+                str(found.name),
+                tags,
+                STATUS_MAP.get(str(found.status or ""), InstanceState.PENDING),
+                _timestamp(str(found.creation_timestamp or "")),
+                spot=str(scheduling.provisioning_model or "") == "SPOT" or bool(scheduling.preemptible),
+                zone=last_part(str(found.zone or zone)) or zone,
+                instance_type=last_part(str(found.machine_type or "")),
+            )
+    return list(out.values())
 
 
 def _aggregated(session: Session, flt: str, action: str) -> list[tuple[str, Any]]:
