@@ -34,7 +34,9 @@ Behaviour that is modelled (the rest is recorded and answered with an empty-ish 
 * workers: ``register`` (queue *ids*; unknown ids -> 400/701), ``unregister`` (unknown worker ->
   400/1004), ``status_report`` (auto-registers unknown workers, as the server's default
   ``auto_register: true``), ``get_all`` (``last_seen`` filter; a worker expires ``timeout``
-  seconds - default 600 - after its last registration/report, as the server's redis TTL).
+  seconds - default 600 - after its last registration/report, as the server's redis TTL),
+  ``get_runtime_properties``/``set_runtime_properties`` (what the real ``clearml-agent daemon``
+  asks before each poll of its queues; without it the agent never pulls a task).
 * users: :meth:`FakeClearML.add_user` adds another user of the company with its own keys;
   ``auth.login``, ``users.get_current_user`` and what it registers (workers) are that user's.
   As on the real server a worker's key holds company, user and worker id: two users
@@ -298,6 +300,8 @@ class FakeClearML:
         self._files: dict[str, bytes] = {}
         self._calls: list[tuple[str, JSON]] = []
         self._task_counter = 0
+        # workers.set_runtime_properties: worker key -> [{"key", "value", "expiry"}]
+        self._runtime_properties: dict[str, list[JSON]] = {}
 
     def _init_faults(self) -> None:
         self._fail_rules: list[list[Any]] = []
@@ -1247,6 +1251,28 @@ class FakeClearML:
         if body.get("system_tags"):
             workers = [w for w in workers if _tags_match(w["system_tags"], _as_list(body["system_tags"]))]
         return {"workers": [self._render_worker(w) for w in workers]}
+
+    def _ep_workers__get_runtime_properties(self, body: JSON, req: _Handler) -> JSON:
+        """What ``clearml-agent daemon`` asks before each poll of its queues (uptime/downtime
+        windows, ``max_num_instances``): the properties set for the worker, none by default."""
+        worker = str(body.get("worker") or "")
+        if not worker:
+            raise ApiError(400, 11, "Missing required fields: worker")
+        key = self._worker_key(_caller(req), worker)
+        return {"runtime_properties": copy.deepcopy(self._runtime_properties.get(key, []))}
+
+    def _ep_workers__set_runtime_properties(self, body: JSON, req: _Handler) -> JSON:
+        worker = str(body.get("worker") or "")
+        if not worker:
+            raise ApiError(400, 11, "Missing required fields: worker")
+        stored = self._runtime_properties.setdefault(self._worker_key(_caller(req), worker), [])
+        for item in _as_list(body.get("runtime_properties")):
+            if isinstance(item, dict) and item.get("key"):
+                stored[:] = [p for p in stored if p.get("key") != item["key"]]
+                stored.append(
+                    {"key": str(item["key"]), "value": str(item.get("value", "")), "expiry": item.get("expiry")}
+                )
+        return {}
 
     # --- projects
     def _ep_projects__create(self, body: JSON, req: _Handler) -> JSON:

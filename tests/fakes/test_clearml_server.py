@@ -459,3 +459,20 @@ def test_standalone_server_and_raw_protocol(standalone: FakeClearML) -> None:
     assert denied.status_code == 401
     assert denied.json()["meta"]["result_code"] == 401
     assert standalone.env()["CLEARML_API_ACCESS_KEY"] == "k"
+
+
+def test_worker_runtime_properties_as_the_real_agent_asks_them(standalone: FakeClearML) -> None:
+    """``clearml-agent daemon`` reads ``runtime_properties`` before each poll of its queues (a KeyError
+    on an empty answer kept the real agent from ever pulling a task)."""
+
+    def call(action: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = requests.post(f"{standalone.url}/v2.23/workers.{action}", json=body, auth=("k", "s"), timeout=5)
+        return dict(answer.json())
+
+    assert call("get_runtime_properties", {"worker": "dyn:cpu:i-1"})["data"] == {"runtime_properties": []}
+    props = [{"key": "max_num_instances", "value": 2, "expiry": None}]
+    done = call("set_runtime_properties", {"worker": "dyn:cpu:i-1", "runtime_properties": props})
+    assert done["meta"]["result_code"] == 200
+    found = call("get_runtime_properties", {"worker": "dyn:cpu:i-1"})["data"]["runtime_properties"]
+    assert found == [{"key": "max_num_instances", "value": "2", "expiry": None}]
+    assert call("get_runtime_properties", {})["meta"]["result_code"] == 400
