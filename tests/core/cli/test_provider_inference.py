@@ -125,6 +125,7 @@ COMMANDS = {
     "status": ["status", "--config", "{path}", "--no-server-vault"],
     "run": ["run", "--config", "{path}", "--once", "--dry-run", "--no-server-vault"],
     "run-remote": ["run", "--config", "{path}", "--remote"],
+    "adopt": ["adopt", "--config", "{path}", "--from-prefix", "old"],
 }
 
 
