@@ -7,6 +7,8 @@ from the first scrape (labels of configured resources and queues start at 0).
 ================================================ ===================================================
 ``scaler_fleet_instances{resource,state}``       live instances, state = booting | idle | busy
 ``scaler_max_instances{resource}``               the resource's ``max_instances``
+``scaler_price_per_hour{resource}``              the resource's ``price_per_hour`` (0 when not set)
+``scaler_fleet_hourly_cost``                     what the live fleet costs per hour, by ``price_per_hour``
 ``scaler_pending_tasks{queue}``                  tasks waiting in each served queue
 ``scaler_launches_total{resource}``              instances launched
 ``scaler_terminations_total{reason}``            instances terminated: idle | consolidation | stuck | orphan | spot_unfulfilled | stopped
@@ -57,6 +59,12 @@ class Metrics:
         )
         self.max_instances = Gauge("scaler_max_instances", "max_instances of each resource.", ["resource"], registry=r)
         self.pending = Gauge("scaler_pending_tasks", "Tasks waiting in each served queue.", ["queue"], registry=r)
+        self.price = Gauge("scaler_price_per_hour", "price_per_hour of each resource.", ["resource"], registry=r)
+        self.hourly_cost = Gauge(
+            "scaler_fleet_hourly_cost",
+            "What the live fleet costs per hour (price_per_hour of each instance).",
+            registry=r,
+        )
         self.launches = Counter("scaler_launches", "Instances launched, by resource.", ["resource"], registry=r)
         self.terminations = Counter("scaler_terminations", "Instances terminated, by reason.", ["reason"], registry=r)
         self.requeued = Counter("scaler_requeued_tasks", "Interrupted tasks re-enqueued.", registry=r)
@@ -84,6 +92,7 @@ class Metrics:
         )
         for resource in config.resources:
             self.max_instances.labels(resource.name).set(resource.max_instances)
+            self.price.labels(resource.name).set(resource.price_per_hour)
             self.launches.labels(resource.name)
             for state in STATES:
                 self.fleet.labels(resource.name, state).set(0)
@@ -102,6 +111,12 @@ class Metrics:
                 stats = report.fleet.get(name, {})
                 for state in STATES:
                     self.fleet.labels(name, state).set(stats.get(state, 0))
+            self.hourly_cost.set(
+                sum(
+                    sum(report.fleet.get(r.name, {}).get(state, 0) for state in STATES) * r.price_per_hour
+                    for r in self.config.resources
+                )
+            )
         if report.clearml_ok:
             for queue, count in report.pending.items():
                 self.pending.labels(queue).set(count)

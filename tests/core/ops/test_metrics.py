@@ -68,8 +68,8 @@ def test_metrics_after_a_few_ticks(fake_clearml: FakeClearML, cloud: tuple[Simul
         {
             "scaler": {"name": "metrics-fleet", "workers_prefix": PREFIX, "max_idle_time": "120s"},
             "resources": [
-                {"name": "cpu", "queue": "cpu", "max_instances": 2},
-                {"name": "gpu", "queue": "gpu", "max_instances": 1},
+                {"name": "cpu", "queue": "cpu", "max_instances": 2, "price_per_hour": 0.25},
+                {"name": "gpu", "queue": "gpu", "max_instances": 1, "price_per_hour": 1.5},
             ],
         },
         provider="simulated",
@@ -84,6 +84,8 @@ def test_metrics_after_a_few_ticks(fake_clearml: FakeClearML, cloud: tuple[Simul
         assert first['scaler_fleet_instances{resource="gpu",state="idle"}'] == 0
         assert first['scaler_terminations_total{reason="idle"}'] == 0
         assert first['scaler_max_instances{resource="cpu"}'] == 2
+        assert first['scaler_price_per_hour{resource="gpu"}'] == 1.5
+        assert first["scaler_fleet_hourly_cost"] == 0
 
         for queue in ("cpu", "cpu", "cpu", "gpu"):
             fake.enqueue(queue)
@@ -98,6 +100,7 @@ def test_metrics_after_a_few_ticks(fake_clearml: FakeClearML, cloud: tuple[Simul
         assert m['scaler_fleet_instances{resource="cpu",state="booting"}'] == 2
         assert m['scaler_fleet_instances{resource="gpu",state="booting"}'] == 1
         assert m['scaler_launches_total{resource="cpu"}'] == 2
+        assert m["scaler_fleet_hourly_cost"] == 2 * 0.25 + 1.5  # booting machines bill too
 
         clock.now += 80  # booted: agents register, two take tasks
         sim.step()
