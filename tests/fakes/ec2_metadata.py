@@ -10,25 +10,21 @@ fragment at it with ``AWS_EC2_METADATA_SERVICE_ENDPOINT=<fake.url>`` (the AWS SD
 from __future__ import annotations
 
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from tests.fakes.loopback import LoopbackServer, QuietHandler
 
 TOKEN_PATH = "/latest/api/token"
 INSTANCE_ID_PATH = "/latest/meta-data/instance-id"
 
 
-class FakeIMDS:
+class FakeIMDS(LoopbackServer):
     def __init__(self, instance_id: str) -> None:
         self.instance_id = instance_id
         self.requests: list[tuple[str, str]] = []
         self._tokens: set[str] = set()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_PUT(self) -> None:
                 fake.requests.append(("PUT", self.path))
                 if self.path != TOKEN_PATH:
@@ -50,31 +46,11 @@ class FakeIMDS:
                     self._answer(200, fake.instance_id)
 
             def _answer(self, status: int, body: str) -> None:
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_text(status, body, {"Content-Type": "text/plain"})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT``: the value of ``AWS_EC2_METADATA_SERVICE_ENDPOINT``."""
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def start(self) -> FakeIMDS:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeIMDS:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"http://127.0.0.1:{self.port}"

@@ -11,14 +11,12 @@ the flavor header gets 403, as on GCE. ``requests`` records each path asked for.
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from tests.fakes.loopback import LoopbackServer, QuietHandler
 
 NAME_PATH = "/computeMetadata/v1/instance/name"
 
 
-class FakeGCEMetadata:
+class FakeGCEMetadata(LoopbackServer):
     def __init__(self, name: str = "scaler-vm-1", status: int = 200, body: str | None = None) -> None:
         self.name = name
         self.status = status
@@ -26,10 +24,7 @@ class FakeGCEMetadata:
         self.requests: list[str] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 fake.requests.append(self.path)
                 if self.headers.get("Metadata-Flavor") != "Google":
@@ -42,32 +37,12 @@ class FakeGCEMetadata:
                     self._answer(200, fake.name if fake.body is None else fake.body)
 
             def _answer(self, status: int, body: str) -> None:
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Metadata-Flavor", "Google")
-                self.send_header("Content-Type", "text/html" if body.startswith("<") else "application/text")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                content_type = "text/html" if body.startswith("<") else "application/text"
+                self.send_text(status, body, {"Metadata-Flavor": "Google", "Content-Type": content_type})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def host(self) -> str:
         """``127.0.0.1:PORT``: the value of ``GCE_METADATA_HOST``."""
-        return f"127.0.0.1:{self._server.server_port}"
-
-    def start(self) -> FakeGCEMetadata:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FakeGCEMetadata:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"127.0.0.1:{self.port}"
