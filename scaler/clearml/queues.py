@@ -5,12 +5,20 @@ Server and credentials resolve as the SDK resolves them (``CLEARML_*`` environme
 timeout) becomes a missing observation (``None``) so the policy fails safe: nothing is
 scaled down while ClearML cannot be read. The SDK's default retries would block a call for
 hours, so the session here is built to fail fast and let the next tick try again.
+
+The large lists a tick reads (workers, queues with their entries) are read as plain JSON: the
+SDK's own request goes through the SDK's session, but the answer is not turned into the SDK's
+typed objects (which parsed every timestamp of every worker with dateutil); only the fields the
+loop uses are read. An answer of the wrong shape fails the read like an error answer does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,15 +94,98 @@ def server_info() -> ServerInfo:
 
 
 def timestamp(value: Any) -> float:
-    """Unix seconds of a time the ClearML API returns (datetime, ISO text or a number); 0 when unknown."""
+    """Unix seconds of a time the ClearML API returns (datetime, ISO text or a number); 0 when
+    unknown or unreadable. ISO text without a zone is local time, as the SDK's parser reads it."""
     if isinstance(value, datetime):
         return value.timestamp()
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
         except ValueError:
+            pass
+        try:  # rarer ISO forms (Python 3.10's fromisoformat knows few): the SDK's own parser
+            from dateutil.parser import isoparse
+
+            return isoparse(value[:64]).timestamp()
+        except (ValueError, OverflowError, OSError):
             return 0.0
-    return float(value or 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while a large answer is decoded: the hundreds of thousands
+    of dicts and lists of 10,000 workers would otherwise trigger collections that walk every
+    object of the process, several times per read. Decoded JSON holds no reference cycles, so
+    reference counting frees it all the same."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class BadAnswer(ValueError):
+    """A ClearML answer whose data does not have the shape the API documents: the read fails
+    (nothing is scaled down on data the scaler cannot understand)."""
+
+
+class _Record:
+    """Attribute access over one record of a plain-JSON answer (``record.id``, ``record.tags``),
+    so the lease reads it as it read the SDK's typed objects; a missing field is ``None``."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._data.get(name)
+
+    def __repr__(self) -> str:
+        return f"_Record({self._data.get('id')!r})"
+
+
+def _id_and_name(value: Any, what: str) -> tuple[str, str]:
+    """``(id, name)`` of an ``{"id", "name"}`` entry of an answer (``None``: ``("", "")``)."""
+    if value is None:
+        return "", ""
+    if isinstance(value, dict):
+        ident, name = value.get("id"), value.get("name")
+        return (ident if isinstance(ident, str) else ""), (name if isinstance(name, str) else "")
+    if isinstance(value, str):
+        return value, ""
+    raise BadAnswer(f"{what} is {type(value).__name__}, not an id/name entry")
+
+
+def worker_obs(record: Any) -> WorkerObs:
+    """One worker of a plain-JSON ``workers.get_all`` answer, with only what the loop uses: its
+    id, the names of its queues, its task (id, name) and its last activity (0: unknown).
+    :class:`BadAnswer` when the record is not a worker."""
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not record["id"]:
+        raise BadAnswer("a worker without an id")
+    task_id, task_name = _id_and_name(record.get("task"), f"worker {record['id'][:100]}: its task")
+    queues = record.get("queues") or ()
+    if not isinstance(queues, list):
+        raise BadAnswer(f"worker {record['id'][:100]}: its queues are not a list")
+    names = []
+    for queue in queues:
+        name = _id_and_name(queue, f"worker {record['id'][:100]}: a queue")[1]
+        if name:
+            names.append(name)
+    return WorkerObs(
+        id=record["id"],
+        queues=tuple(names),
+        task=task_id or None,
+        task_name=task_name if task_id else "",
+        last_activity=timestamp(record.get("last_activity_time")),
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -136,6 +227,56 @@ class ClearMLSource:
             self._client = APIClient(session=session)
         return self._client
 
+    def _json(self, client: Any, service: str, key: str, **fields: Any) -> list[Any]:
+        """The list ``data[key]`` of one ``<service>.get_all``, as plain JSON: the request is the SDK's own
+        (its API version, method and body, validated as the SDK validates it) sent through the
+        SDK's session (login, token refresh, timeouts), but the answer is not turned into typed
+        objects, and no timestamp in it is parsed: the large lists (workers, queues and their
+        entries) are read field by field where they are used.
+
+        Failures raise what the SDK's ``StrictSession`` raises for them (``APIError`` for an
+        error answer or one that is not an answer, ``ValueError`` for a malformed envelope, the
+        transport's exceptions), and :class:`BadAnswer` when ``data[key]`` is not a list."""
+        from clearml.backend_api import services
+        from clearml.backend_api.session.callresult import CallResult
+        from clearml.backend_api.session.client import APIError
+        from clearml.backend_api.session.response import ResponseMeta
+
+        request = getattr(services, service).GetAllRequest(**fields)
+        session = client.session
+        session.validate_request(request)
+        res = session.send_request(
+            service=request._service,
+            action=request._action,
+            version=request._version,
+            method=request._method,
+            json=request.to_dict(),
+        )
+        cls = type(request)
+        if res is None:  # the SDK's offline mode
+            raise APIError(CallResult._make_raw_response(request_cls=cls), extra_info="Invalid response")
+        try:
+            payload = res.json()
+        except ValueError:
+            raw = CallResult._make_raw_response(request_cls=cls, status_code=res.status_code, text=res.text[:1000])
+            raise APIError(raw, extra_info=None if not raw.ok() else "Invalid response") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("meta"), dict):
+            raise ValueError("Missing meta section in response payload")
+        try:
+            meta = ResponseMeta(**payload["meta"])
+        except Exception as exc:
+            raise ValueError(f"Failed parsing meta section in response payload ({type(exc).__name__})") from None
+        data = payload.get("data")
+        result = CallResult(meta=meta, response_data=data if isinstance(data, dict) else {}, request_cls=cls)
+        if not result.ok():
+            raise APIError(result)
+        if not isinstance(data, dict):
+            raise APIError(result, extra_info="Invalid response")
+        found = data.get(key)
+        if not isinstance(found, list):
+            raise BadAnswer(f"{service}.get_all answered no list of {key}")
+        return found
+
     def _call(self, what: str, fn: Any) -> Any:
         try:
             return fn(self.client())
@@ -154,18 +295,13 @@ class ClearMLSource:
         if not names:
             return {}
         pattern = "^(" + "|".join(re.escape(n) for n in names) + ")$"
-        found = self._call(
-            "queues.get_all",
-            lambda c: c.queues.get_all(name=pattern, only_fields=["id", "name", "entries"], search_hidden=True),
-        )
+        found = self._call("queues.get_all", lambda c: self._queue_counts(c, pattern, names))
         if found is None:
             return None
         out: dict[str, QueueObs] = {}
-        for queue in found:
-            name = getattr(queue, "name", None)
-            if name in names:
-                self._queue_ids[name] = queue.id
-                out[name] = QueueObs(name=name, pending=len(getattr(queue, "entries", None) or []), id=queue.id)
+        for name, (queue_id, pending) in found.items():
+            self._queue_ids[name] = queue_id
+            out[name] = QueueObs(name=name, pending=pending, id=queue_id)
         for name in names:
             if name not in out:
                 out[name] = QueueObs(name=name, pending=0)  # not created yet: nothing waits in it
@@ -179,12 +315,30 @@ class ClearMLSource:
         pattern = "^(" + "|".join(re.escape(n) for n in names) + ")$"
         found = self._call(
             "queues.get_all",
-            lambda c: c.queues.get_all(name=pattern, only_fields=["id", "name"], search_hidden=True),
+            lambda c: self._json(c, "queues", "queues", name=pattern, only_fields=["id", "name"], search_hidden=True),
         )
         if found is None:
             return None
-        have = {getattr(q, "name", None) for q in found}
+        have = {q.get("name") for q in found if isinstance(q, dict)}
         return [name for name in dict.fromkeys(names) if name not in have]
+
+    def _queue_counts(self, client: Any, pattern: str, names: list[str]) -> dict[str, tuple[str, int]]:
+        """Queue name -> (id, pending entries) of the queues of ``names`` that exist."""
+        wanted = set(names)
+        out: dict[str, tuple[str, int]] = {}
+        with _collector_paused():  # the decoded answer (every entry) is gone when the collector runs again
+            found = self._json(
+                client, "queues", "queues", name=pattern, only_fields=["id", "name", "entries"], search_hidden=True
+            )
+            for queue in found:
+                if not isinstance(queue, dict) or queue.get("name") not in wanted:
+                    continue
+                queue_id, entries = queue.get("id"), queue.get("entries")
+                if not isinstance(queue_id, str) or not isinstance(entries, (list, type(None))):
+                    raise BadAnswer(f"queue {str(queue.get('name'))[:100]}: no id, or its entries are not a list")
+                out[queue["name"]] = (queue_id, len(entries or ()))
+            del found
+        return out
 
     def create_queue(self, name: str) -> bool:
         """Create the queue ``name`` (``queues.create``); False when it could not be done. A queue
@@ -197,29 +351,25 @@ class ClearMLSource:
 
     def read_workers(self) -> list[WorkerObs] | None:
         self.lease_entries = None
-        found = self._call("workers.get_all", lambda c: c.workers.get_all())
+        found = self._call("workers.get_all", self._workers)
         if found is None:
             return None
-        workers = []
-        leases: dict[str, list[Any]] = {}
-        for worker in found:
-            if str(worker.id).startswith(LEASE_PREFIX):
-                # a running scaler's lease (scaler.clearml.lease), not an agent: kept for the lease check
-                leases.setdefault(str(worker.id), []).append(worker)
-                continue
-            task = getattr(worker, "task", None)
-            queues = tuple(q.name for q in (getattr(worker, "queues", None) or []) if getattr(q, "name", None))
-            workers.append(
-                WorkerObs(
-                    id=str(worker.id),
-                    queues=queues,
-                    task=(getattr(task, "id", None) or None) if task else None,
-                    task_name=(getattr(task, "name", "") or "") if task else "",
-                    last_activity=timestamp(getattr(worker, "last_activity_time", None)),
-                )
-            )
+        workers, leases = found
         self.lease_entries = leases
         return workers
+
+    def _workers(self, client: Any) -> tuple[list[WorkerObs], dict[str, list[Any]]]:
+        """The agents' workers and the lease entries, by worker id, of one ``workers.get_all``."""
+        workers = []
+        leases: dict[str, list[Any]] = {}
+        with _collector_paused():  # the decoded answer is gone when the collector runs again
+            for record in self._json(client, "workers", "workers"):
+                if isinstance(record, dict) and str(record.get("id")).startswith(LEASE_PREFIX):
+                    # a running scaler's lease (scaler.clearml.lease), not an agent: kept for the lease check
+                    leases.setdefault(str(record["id"]), []).append(_Record(record))
+                    continue
+                workers.append(worker_obs(record))
+        return workers, leases
 
     # -- the lease (scaler.clearml.lease): worker entries of running scalers -----------------
 
@@ -227,14 +377,10 @@ class ClearMLSource:
         """Every lease entry registered now, by worker id (one fresh read; one entry per ClearML
         user that registered the id); ``None`` when ClearML cannot be read.
         :attr:`lease_entries` holds those of the latest :meth:`read_workers`."""
-        found = self._call("workers.get_all", lambda c: c.workers.get_all())
+        found = self._call("workers.get_all", self._workers)
         if found is None:
             return None
-        leases: dict[str, list[Any]] = {}
-        for worker in found:
-            if str(worker.id).startswith(LEASE_PREFIX):
-                leases.setdefault(str(worker.id), []).append(worker)
-        return leases
+        return found[1]
 
     def whoami(self) -> ClearMLIdentity | None:
         """The scaler's own identity on the server (``users.get_current_user``, asked once per

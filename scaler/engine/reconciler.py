@@ -279,6 +279,8 @@ class Reconciler:
             return
         todo = list(decision.requeues)
         todo += [item for task, item in retry.items() if all(r.task_id != task for r in todo)]
+        if not todo:
+            return  # the join below costs as much as the policy's own: only for a re-enqueue
         # what a dead worker of this fleet still reports is run by nobody; any other worker's task is
         config = self.config
         running_elsewhere = join(config.scaler.workers_prefix, instances, workers, config.fleet_id).live_tasks()

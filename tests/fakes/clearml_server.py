@@ -308,6 +308,8 @@ class FakeClearML:
         self._down_mode: str | None = None
         self._slow = 0.0
         self._garbage = False
+        # endpoint -> what its successful answers' data go through (rewrite_answers)
+        self._rewrites: dict[str, Callable[[JSON], JSON]] = {}
 
     @property
     def port(self) -> int:
@@ -531,6 +533,17 @@ class FakeClearML:
         """Answer every request with HTTP 200 and a non-JSON body."""
         with self._lock:
             self._garbage = bool(on)
+
+    def rewrite_answers(self, endpoint: str, rewrite: Callable[[JSON], JSON] | None) -> None:
+        """Pass the ``data`` of every successful answer of ``endpoint`` (``"workers.get_all"``)
+        through ``rewrite`` (a deep copy in, the data to send out) until it is ``None`` again or
+        :meth:`clear_faults`: a server of another version, or a broken one, answering data of
+        another shape (a field missing, a timestamp in another format)."""
+        with self._lock:
+            if rewrite is None:
+                self._rewrites.pop(endpoint, None)
+            else:
+                self._rewrites[endpoint] = rewrite
 
     # ------------------------------------------------------------------ recorded calls
     @property
@@ -906,6 +919,10 @@ class FakeClearML:
         try:
             req.caller = self._authorize(req.headers)
             data = self._dispatch(endpoint, body, req)
+            with self._lock:
+                rewrite = self._rewrites.get(endpoint)
+            if rewrite is not None:
+                data = rewrite(copy.deepcopy(data))
             code, subcode, msg = 200, 0, "OK"
         except ApiError as err:
             data, code, subcode, msg = {}, err.code, err.subcode, err.msg
