@@ -60,33 +60,41 @@ def create_task(
     vault_text: str | None,
     args: list[str],
     project: str = DEFAULT_PROJECT,
-    queue: str = DEFAULT_QUEUE,
+    queue: str | None = DEFAULT_QUEUE,
     log_level: str = "INFO",
     packages: list[str] | None = None,
     docker: str | None = None,
     general: dict[str, str] | None = None,
     resources_text: str | None = None,
 ) -> Any:
-    """Create the scaler's task with its configuration, and enqueue it. Returns the task."""
+    """Create the scaler's task with its configuration, and enqueue it in ``queue`` (``None``: not
+    enqueued; ``scaler run --task`` runs it here). Returns the task."""
     from clearml import Task
     from clearml.backend_api.session.client import APIClient
 
+    if queue is not None:
+        try:
+            found = APIClient().queues.get_all(name=f"^{re.escape(queue)}$", only_fields=["id", "name"])
+        except Exception as exc:
+            raise ScalerError(
+                f"cannot reach the ClearML server to create the task: {type(exc).__name__}: {exc}"
+            ) from None
+        if not found:
+            raise ScalerError(f"there is no queue named '{queue}' on the ClearML server; create it or pass --queue")
     try:
-        found = APIClient().queues.get_all(name=f"^{re.escape(queue)}$", only_fields=["id", "name"])
+        task: Any = Task.create(
+            project_name=project,
+            task_name=name,
+            task_type="service",
+            module="scaler.cli " + shlex.join(args),
+            packages=packages,
+            docker=docker,
+            detect_repository=False,
+            add_task_init_call=False,
+        )
     except Exception as exc:
-        raise ScalerError(f"cannot reach the ClearML server to create the task: {type(exc).__name__}: {exc}") from None
-    if not found:
-        raise ScalerError(f"there is no queue named '{queue}' on the ClearML server; create it or pass --queue")
-    task: Any = Task.create(
-        project_name=project,
-        task_name=name,
-        task_type="service",
-        module="scaler.cli " + shlex.join(args),
-        packages=packages,
-        docker=docker,
-        detect_repository=False,
-        add_task_init_call=False,
-    )
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise ScalerError(f"cannot create the task on the ClearML server: {type(exc).__name__}: {first}") from None
     task.set_configuration_object(
         CONFIG_OBJECT,
         config_text=config_text,
@@ -106,8 +114,38 @@ def create_task(
             }
         }
     )
-    Task.enqueue(task, queue_name=queue)
+    if queue is not None:
+        Task.enqueue(task, queue_name=queue)
     return task
+
+
+#: what a scaler reporting to its task leaves alone: no framework is patched, and the task's script
+#: (the agent's command line, set by :func:`create_task`) is not replaced by this process's
+_NO_FRAMEWORKS = dict.fromkeys(
+    (
+        "matplotlib tensorflow tensorboard pytorch xgboost scikit fastai lightgbm hydra detect_repository "
+        "tfdefines joblib megengine catboost gradio"
+    ).split(),
+    False,
+)
+
+
+def run_here(task: Any, project: str) -> Any:
+    """Report to ``task`` (made by :func:`create_task`, not enqueued) from this process, as the task
+    does when an agent runs it: this process's console goes to the task's, and :func:`attach`
+    finds the task."""
+    from clearml import Task
+
+    Task._report_subprocess_enabled = False  # type: ignore[assignment]
+    return Task.init(
+        project_name=project,
+        task_name=task.name,
+        task_type=Task.TaskTypes.service,
+        continue_last_task=task.id,
+        auto_connect_arg_parser=False,
+        auto_connect_frameworks=_NO_FRAMEWORKS,
+        auto_resource_monitoring=False,
+    )
 
 
 def attach() -> Any | None:
@@ -182,7 +220,30 @@ class TaskReporter:
             scalar("errors", kind, count, it)
         scalar("tick", "duration (s)", round(report.duration, 3), it)
         self.logger.flush()
+        for instance_id, text in report.consoles.items():
+            self.save_console(instance_id, text)
         self.apply_log_level()
+
+    def save_console(self, instance_id: str, text: str) -> None:
+        """Save the console output of a stuck or stopped machine (already bounded and masked by the
+        reconciler) as the artifact ``console-<instance id>``, besides the log line."""
+        name = console_artifact_name(instance_id)
+        text = text[-CONSOLE_ARTIFACT_CHARS:]
+        try:
+            # bytes, not str: the SDK would upload a str naming an existing file as that file, and
+            # register a str that looks like a URL as a link
+            self.task.upload_artifact(
+                name,
+                artifact_object=text.encode("utf-8", "replace"),
+                serialization_function=bytes,
+                extension_name=".txt",
+                preview=text[-CONSOLE_PREVIEW_CHARS:] or "(empty)",
+                metadata={"instance": instance_id[:200]},
+            )
+        except Exception as exc:  # the log line has it anyway
+            log.warning("could not save the console output of %s as task artifact '%s': %s", instance_id, name, exc)
+            return
+        log.info("console output of instance %s saved as artifact '%s' of task %s", instance_id, name, self.task.id)
 
     def apply_log_level(self) -> None:
         """Set the ``scaler`` logger's level from the task's ``log_level`` user property."""
@@ -204,6 +265,18 @@ class TaskReporter:
         if current != level:
             log.info("log level %s -> %s (task property log_level)", current, level)
             logger.setLevel(level)
+
+
+#: characters of a machine's console output kept in its artifact (the reconciler keeps no more), and in its preview
+CONSOLE_ARTIFACT_CHARS = 64 * 1024
+CONSOLE_PREVIEW_CHARS = 4000
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def console_artifact_name(instance_id: str) -> str:
+    """``console-<instance id>``: the artifact holding a machine's console output (an id is the
+    provider's, so anything but letters, digits, ``.``, ``_`` and ``-`` becomes ``_``; at most 120)."""
+    return "console-" + (_UNSAFE.sub("_", instance_id).strip("._") or "unknown")[:112]
 
 
 GENERAL_SECTION = "General"
@@ -275,7 +348,7 @@ def show_configuration(task: Any, general: dict[str, str], resources_text: str |
         UPLOADED_OBJECT,
         config_text=json.dumps({"general": general, "resources": resources_text}),
         config_type="JSON",
-        description="what --remote showed in General and 'resources' (edits are told apart from it); do not edit",
+        description="what General and 'resources' showed when the task was created (edits are told apart from it); do not edit",
     )
     if resources_text is not None:
         task.set_configuration_object(

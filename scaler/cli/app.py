@@ -165,11 +165,13 @@ def load_or_exit(
     server_vaults: list[tuple[str, str]] | None = None,
     *,
     from_task: bool = False,
+    task_copy: bool = False,
 ) -> Config:
     """Load a config for a command that needs a valid one; print every problem otherwise.
     With no ``provider``, the configuration's one cloud section chooses it (exit 2 when it holds
     none or several; ``Config.provider_name`` says which). ``from_task``: the file is a ClearML
-    task's configuration, read as data."""
+    task's configuration, read as data; ``task_copy``: it is the copy read from the task the
+    scaler runs in (problems are fixed in the task)."""
     from scaler.config.loading import ConfigFileError, ProviderChoiceError, load_config
 
     if provider is not None:
@@ -193,6 +195,12 @@ def load_or_exit(
     if not result.ok or result.config is None:
         for problem in result.errors:
             typer.echo(f"error: {problem.render()}", err=True)
+        if task_copy:
+            fail(
+                f"the task's configuration has {len(result.errors)} problem(s); nothing was started: fix them in the "
+                "task (HYPER PARAMETERS > General, configuration objects 'resources' and 'scaler') and run it again",
+                EXIT_INVALID,
+            )
         fail(f"{path}: {len(result.errors)} problem(s); fix them or run `scaler validate-config {path}`", EXIT_INVALID)
     return result.config
 

@@ -158,22 +158,32 @@ def run(
     remote: Annotated[
         bool, typer.Option("--remote", help="Create a ClearML task running this scaler and enqueue it, then exit.")
     ] = False,
+    task_here: Annotated[
+        bool,
+        typer.Option(
+            "--task",
+            help="Create a ClearML task for this scaler (as --remote does, not enqueued) and run here, reporting "
+            "to it: settings in HYPER PARAMETERS > General and 'resources', scalars, console, console artifacts.",
+        ),
+    ] = False,
     queue: Annotated[str, typer.Option(help="With --remote: queue the task is enqueued in.")] = "services",
-    project: Annotated[str, typer.Option(help="With --remote: ClearML project of the task.")] = "DevOps",
+    project: Annotated[str, typer.Option(help="With --remote or --task: ClearML project of the task.")] = "DevOps",
     package: Annotated[
         list[str] | None,
         typer.Option(
-            help="With --remote: pip requirement of the task (repeatable: a version, a wheel URL, a git URL; "
-            "replaces the default: this clearml-scaler and the provider's plugin as installed here, pinned)."
+            help="With --remote or --task: pip requirement of the task (repeatable: a version, a wheel URL, a git "
+            "URL; replaces the default: this clearml-scaler and the provider's plugin as installed here, pinned)."
         ),
     ] = None,
-    docker: Annotated[str | None, typer.Option(help="With --remote: docker image the agent runs the task in.")] = None,
+    docker: Annotated[
+        str | None, typer.Option(help="With --remote or --task: docker image an agent runs the task in.")
+    ] = None,
     upload_secrets: Annotated[
         bool,
         typer.Option(
             "--upload-secrets",
-            help="With --remote: store secrets written in clear in the configuration or vault file in the task "
-            "anyway (anyone who can open the task reads them; default: refuse).",
+            help="With --remote or --task: store secrets written in clear in the configuration or vault file in "
+            "the task anyway (anyone who can open the task reads them; default: refuse).",
         ),
     ] = False,
 ) -> None:
@@ -189,25 +199,33 @@ def run(
     signal.signal(signal.SIGTERM, stop_before_start)
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail(f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}", 2)
-    if remote:
+    created = None
+    if remote or task_here:
+        option = "--remote" if remote else "--task"
+        if remote and task_here:
+            fail(
+                "--remote and --task exclude each other: --remote enqueues the task for an agent, --task runs it here",
+                2,
+            )
         if config is None:
-            fail("missing option '--config': --remote sends that file to the task", 2)
+            fail(f"missing option '--config': {option} stores that file in the task", 2)
         host = make_host()
         provider = resolve_provider(host, config, provider)
-        _run_remote(
+        created = _run_remote(
             host,
             provider,
             config,
             vault,
-            queue=queue,
+            queue=None if task_here else queue,
             project=project,
             packages=package,
             docker=docker,
             upload_secrets=upload_secrets,
-            args=_remote_args(provider, dry_run, log_format.value, metrics_port, metrics_host),
+            args=_remote_args(provider, dry_run, log_format.value, metrics_port, metrics_host, server_vault),
             log_level=log_level,
         )
-        return
+        if remote:
+            return
 
     from scaler.clearml import task as clearml_task
     from scaler.clearml.queues import ClearMLSource
@@ -215,8 +233,10 @@ def run(
     from scaler.ops import observers
     from scaler.ops.logs import setup_logging
 
-    task = clearml_task.attach()  # before logging is set up: the SDK wraps the output streams
-    from_task = task is not None and clearml_task.running_in_agent()
+    # before logging is set up: the SDK wraps the output streams
+    task = clearml_task.attach() if created is None else clearml_task.run_here(created, project)
+    # inside its task (run by an agent, or --task here) the scaler reads the task's configuration
+    from_task = task is not None and (clearml_task.running_in_agent() or created is not None)
     if from_task:
         config, task_vault = clearml_task.config_from_task(task)
         vault = vault or task_vault
@@ -243,7 +263,7 @@ def run(
                 "or pass --no-server-vault"
             )
         vaults = found
-    cfg = load_or_exit(host, config, provider, vault, vaults, from_task=from_task)
+    cfg = load_or_exit(host, config, provider, vault, vaults, from_task=from_task, task_copy=from_task)
     from scaler.engine.render import check_agent_auth
 
     # machines launched without ClearML credentials would never register: say so before any launch
@@ -277,12 +297,14 @@ def run(
 
 
 def _remote_args(
-    provider: str, dry_run: bool, log_format: str, metrics_port: int | None, metrics_host: str
+    provider: str, dry_run: bool, log_format: str, metrics_port: int | None, metrics_host: str, server_vault: bool
 ) -> list[str]:
     """The ``scaler run`` arguments of the task's entry point."""
     args = ["run", "--provider", provider, "--log-format", log_format]
     if dry_run:
         args.append("--dry-run")
+    if not server_vault:
+        args.append("--no-server-vault")
     if metrics_port is not None:
         args += ["--metrics-port", str(metrics_port), "--metrics-host", metrics_host]
     return args
@@ -294,14 +316,16 @@ def _run_remote(
     config: Path,
     vault: Path | None,
     *,
-    queue: str,
+    queue: str | None,
     project: str,
     packages: list[str] | None,
     docker: str | None,
     upload_secrets: bool,
     args: list[str],
     log_level: str,
-) -> None:
+) -> Any:
+    """Create the task (``--remote``: enqueued in ``queue``; ``--task``: ``queue`` is None, this
+    process runs it). Returns the task."""
     from scaler.clearml.task import create_task
     from scaler.config.loading import read_text
 
@@ -310,7 +334,10 @@ def _run_remote(
     cfg = load_or_exit(host, config, provider, vault, from_task=True)
     config_text = read_text(config)
     vault_text = read_text(vault, "vault file") if vault is not None else None
-    variables = _check_secrets_stay(host, provider, config, config_text, vault, vault_text, project, upload_secrets)
+    option = "--remote" if queue is not None else "--task"
+    variables = _check_secrets_stay(
+        host, provider, config, config_text, vault, vault_text, project, upload_secrets, option
+    )
     if not packages:
         packages = _default_packages(host, provider, queue)
     from scaler.clearml.task import task_view
@@ -333,31 +360,48 @@ def _run_remote(
         )
     except ScalerError as exc:
         fail(str(exc))
-    typer.echo(f"created task {task.id} '{cfg.scaler.name}' in project '{project}' and enqueued it in '{queue}'")
+    if queue is None:
+        typer.echo(f"created task {task.id} '{cfg.scaler.name}' in project '{project}'; this scaler reports to it")
+    else:
+        typer.echo(f"created task {task.id} '{cfg.scaler.name}' in project '{project}' and enqueued it in '{queue}'")
     try:
         typer.echo(f"  {task.get_output_log_web_page()}")
     except Exception:  # only a convenience link: the task exists and is queued either way
         typer.echo("  (no web link: the server did not say where its web UI is)")
-    typer.echo("  configuration: the task's configuration object 'scaler' (edit it in the UI, then restart the task)")
+    typer.echo(
+        "  configuration: HYPER PARAMETERS > General, the configuration objects 'resources' and 'scaler' "
+        "(edit a clone of the task, then enqueue it)"
+        if queue is None
+        else "  configuration: HYPER PARAMETERS > General, the configuration objects 'resources' and 'scaler' "
+        "(edit them in the UI, then restart the task)"
+    )
     typer.echo("  log level: the task's user property 'log_level' (read every tick)")
-    if variables:
+    if variables and queue is not None:
         typer.echo(
             f"  secrets: {', '.join(variables)}, read on the agent (set them in the environment of the agent "
             f"serving '{queue}', or in your ClearML vault)"
         )
+    return task
 
 
-def _default_packages(host: PluginHost, provider: str, queue: str) -> list[str]:
+def _default_packages(host: PluginHost, provider: str, queue: str | None) -> list[str]:
     """The task's requirements when no ``--package`` is given: core and the provider's plugin as
-    installed here; exit 1 when the agent could not install them (an editable checkout, an
-    unreleased version)."""
+    installed here. ``--remote`` exits 1 when the agent could not install them (an editable
+    checkout, an unreleased version); ``--task`` (``queue`` None) runs here, so it only warns that
+    an agent could not run a clone of the task as it is."""
     from scaler.clearml.requirements import default_requirements, refusal
 
     info = host.plugins[provider]
     found = default_requirements(None if info.builtin else info.distribution)
     problems = [item for item in found if item.problem]
-    if problems:
+    if problems and queue is not None:
         fail(refusal(problems, queue))
+    for item in problems:
+        typer.echo(
+            f"warning: an agent could not install what the task asks for ({item.problem}): before enqueueing a "
+            "clone, pass --package or edit the clone's installed packages",
+            err=True,
+        )
     return [item.spec for item in found]
 
 
@@ -370,6 +414,7 @@ def _check_secrets_stay(
     vault_text: str | None,
     project: str,
     upload_secrets: bool,
+    option: str = "--remote",
 ) -> list[str]:
     """Refuse (exit 1, nothing created) to store a secret written in clear in the task, unless
     ``--upload-secrets``, which stores it with a warning. Returns the variables the secret
@@ -398,7 +443,7 @@ def _check_secrets_stay(
         )
         return variables
     lines = [
-        f"--remote would store secrets in clear in the task, where anyone who can open project '{project}' "
+        f"{option} would store secrets in clear in the task, where anyone who can open project '{project}' "
         "reads them; nothing was created:"
     ]
     lines += [f"  {item.where}: {item.what}; {item.advice(provider)}" for item in found]

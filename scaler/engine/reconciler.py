@@ -31,6 +31,7 @@ from scaler.engine.policy import (
     Requeue,
     RequeueResult,
     Terminate,
+    TerminationKind,
     decide,
     launch_seen,
     record_launch_failure,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("scaler")
 
 CONSOLE_TAIL = 4000  # characters of a stuck machine's console kept in the log
+CONSOLE_KEPT = 64 * 1024  # characters of it kept in the tick's report (a ClearML task artifact), at most
 # wall time and monotonic time may drift apart by this much between two ticks (NTP slews
 # slowly) before it counts as a clock jump
 CLOCK_JUMP_TOLERANCE = 30.0
@@ -89,6 +91,9 @@ class TickReport:
     invalid_leases: int = 0  # lease entries of this fleet that are not valid (forged, or an over-long timeout)
     errors: Counter[str] = field(default_factory=Counter)  # error kind -> count
     actions: list[str] = field(default_factory=list)  # one line per action with its reason
+    # instance id -> the console output of a stuck or stopped machine terminated in this tick: its
+    # last CONSOLE_KEPT characters, secrets masked (a ClearML task saves each as an artifact)
+    consoles: dict[str, str] = field(default_factory=dict)
     clearml_ok: bool = True
     cloud_ok: bool = True
     duration: float = 0.0
@@ -339,8 +344,8 @@ class Reconciler:
             todo = [t for t in todo if t not in spared]
         by_resource: dict[str, list[Terminate]] = defaultdict(list)
         for item in todo:
-            if item.capture_console:
-                self._save_console(item.instance_id)
+            if item.capture_console or item.kind is TerminationKind.STOPPED:
+                self._save_console(item, report)
             by_resource[item.resource].append(item)
         for resource, items in by_resource.items():
             for item in items:
@@ -367,16 +372,22 @@ class Reconciler:
             for item in items:
                 report.terminated[item.kind.value] += 1
 
-    def _save_console(self, instance_id: str) -> None:
+    def _save_console(self, item: Terminate, report: TickReport) -> None:
+        instance_id = item.instance_id
         try:
             text = self.provider.console_output(self.config, instance_id)
         except ProviderError as exc:
-            log.warning("console output of stuck instance %s unavailable: %s", instance_id, exc)
+            log.warning("console output of %s instance %s unavailable: %s", item.kind, instance_id, exc)
             return
+        if len(text) > CONSOLE_KEPT:
+            # whole lines only: a secret cut in two would not be recognised, and half of it would show
+            text = text[-CONSOLE_KEPT:].partition("\n")[2]
         # the machine's own output: the secrets it was given (its script, its clearml.conf) masked,
         # terminal control characters shown instead of obeyed
-        tail = redact.machine_output(text[-CONSOLE_TAIL:], redact.known_secrets(self.config, self._render_context()))
-        log.warning("console output of stuck instance %s (last %d chars):\n%s", instance_id, len(tail), tail)
+        kept = redact.machine_output(text, redact.known_secrets(self.config, self._render_context()))
+        report.consoles[instance_id] = kept[-CONSOLE_KEPT:]
+        tail = kept[-CONSOLE_TAIL:]
+        log.warning("console output of %s instance %s (last %d chars):\n%s", item.kind, instance_id, len(tail), tail)
 
     # -- launch ----------------------------------------------------------------------------
 

@@ -25,7 +25,8 @@ Behaviour that is modelled (the rest is recorded and answered with an empty-ish 
   ``move_task_to_front``/``move_task_to_back``.
 * tasks: ``create``, ``edit``, ``update``, ``get_all``, ``get_by_id``, ``enqueue``, ``dequeue``,
   ``started``, ``stopped``, ``stop``, ``failed``, ``completed``, ``reset``, ``close``,
-  ``publish``, ``ping``, ``edit_hyper_params``, ``get_hyper_params``, ``edit_configuration``.
+  ``publish``, ``ping``, ``edit_hyper_params``, ``get_hyper_params``, ``edit_configuration``,
+  ``clone`` (what ``Task.clone`` and the UI's Clone do) and ``add_or_update_artifacts``.
   Status changes follow the real server's state machine (``apiserver/bll/task/utils.py``); in particular **enqueue of an
   ``in_progress`` task is rejected (400/110) unless ``force=true`` is sent** (the SDK's v2.23
   ``EnqueueRequest`` has no ``force`` parameter: pass ``_allow_extra_fields_=True, force=True``,
@@ -43,8 +44,10 @@ Behaviour that is modelled (the rest is recorded and answered with an empty-ish 
   registering one worker id make two entries, each unregisters only its own.
 * projects: ``create``/``get_all``/``get_by_id``; users: ``get_current_user``; ``server.info``;
   ``debug.ping``; ``events.add_batch``/``events.add`` (stored, see :meth:`FakeClearML.events`).
-* Any other path (not ``<service>.<action>``) behaves like a tiny files server: ``PUT``/``POST``
-  store the body, ``GET`` returns it.
+* Any other path (not ``<service>.<action>``) behaves like a tiny files server: a
+  ``multipart/form-data`` ``POST`` (the SDK's http storage driver: artifacts, debug images) stores
+  each form field at ``<URL path>/<field name>`` and answers the stored paths, as ClearML's
+  fileserver does; any other ``PUT``/``POST`` stores the body at its path; ``GET`` returns it.
 
 SDK facts the product code must respect (measured against clearml 2.1.12, see
 ``tests/test_fake_clearml.py``):
@@ -208,6 +211,21 @@ def _tags_match(have: list[str], wanted: list[str]) -> bool:
     if any(t in have for t in exclude):
         return False
     return not include or any(t in have for t in include)
+
+
+def _multipart_files(raw: bytes, content_type: str) -> list[tuple[str, bytes]]:
+    """The (field name, content) of each part of a ``multipart/form-data`` body."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    found = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str) and name:
+            payload = part.get_payload(decode=True)
+            found.append((name, payload if isinstance(payload, bytes) else b""))
+    return found
 
 
 def _b64url(data: bytes) -> str:
@@ -1002,6 +1020,19 @@ class FakeClearML:
 
     def _handle_file(self, req: _Handler, path: str) -> None:
         raw = self._read_body(req)
+        content_type = str(req.headers.get("Content-Type") or "")
+        if req.command == "POST" and content_type.startswith("multipart/form-data"):
+            # the SDK's http storage driver (artifacts, debug images): one form field per file, named
+            # by its path under the URL's path, as ClearML's fileserver stores it; answers the paths
+            stored_paths = []
+            with self._lock:
+                for name, data in _multipart_files(raw, content_type):
+                    target = "/" + "/".join(p for p in (path.strip("/"), name.lstrip("/")) if p)
+                    self._calls.append(("files", {"method": "POST", "path": target, "size": len(data)}))
+                    self._files[target] = data
+                    stored_paths.append(target.lstrip("/"))
+            self._send_raw(req, 200, json.dumps(stored_paths).encode(), "application/json")
+            return
         with self._lock:
             self._calls.append(("files", {"method": req.command, "path": path, "size": len(raw)}))
             if req.command in ("POST", "PUT"):
@@ -1359,6 +1390,54 @@ class FakeClearML:
         task.update(copy.deepcopy(fields))
         task["last_update"] = task["last_change"] = self.now()
         return {"updated": 1, "fields": fields}
+
+    def _ep_tasks__clone(self, body: JSON, req: _Handler) -> JSON:
+        """As the server's ``TaskBLL.clone_task``: a new ``created`` task with the source's type, script,
+        container, hyper-parameters, configuration and execution (its output artifacts and queue left
+        behind); name, comment, parent, project and tags as given, else the source's. The SDK's
+        ``Task.clone`` calls this."""
+        source = self._get_task(body.get("task"))
+        execution = copy.deepcopy(source.get("execution") or {})
+        execution.pop("queue", None)
+        execution.update(copy.deepcopy(body.get("execution_overrides") or {}))
+        if isinstance(execution.get("artifacts"), list):
+            execution["artifacts"] = [a for a in execution["artifacts"] if a.get("mode", "output") != "output"]
+        fields = {
+            key: copy.deepcopy(source[key])
+            for key in ("type", "script", "container", "hyperparams", "configuration", "output")
+            if key in source
+        }
+        for key in ("hyperparams", "configuration"):
+            if body.get(f"new_{key}") is not None:
+                fields[key] = copy.deepcopy(body[f"new_{key}"])
+        task = self._new_task(
+            str(body.get("new_task_name") or source["name"]),
+            project=body.get("new_task_project") or source.get("project"),
+            **fields,
+            execution=execution,
+            comment=body.get("new_task_comment") or source.get("comment", ""),
+            parent=body.get("new_task_parent") or source.get("parent"),
+            tags=list(body.get("new_task_tags") or source.get("tags") or []),
+            system_tags=list(body.get("new_task_system_tags") or []),
+        )
+        return {"id": task["id"]}
+
+    def _ep_tasks__add_or_update_artifacts(self, body: JSON, req: _Handler) -> JSON:
+        """Add artifacts to a task, replacing those of the same key and mode; a task that is not
+        ``created`` only with ``force`` (the SDK sends it)."""
+        task = self._get_task(body.get("task"))
+        if task["status"] != "created" and not body.get("force"):
+            raise ApiError(400, 110, f"Invalid task status: expected=created, status={task['status']}")
+        execution = task.setdefault("execution", {})
+        artifacts = [a for a in execution.get("artifacts") or [] if isinstance(a, dict)]
+        added = [dict(copy.deepcopy(a), mode=a.get("mode") or "output") for a in _as_list(body.get("artifacts"))]
+        for item in added:
+            if not item.get("key"):
+                raise ApiError(400, 12, "Validation error: an artifact needs a key")
+        keys = {(a["key"], a["mode"]) for a in added}
+        execution["artifacts"] = [a for a in artifacts if (a.get("key"), a.get("mode", "output")) not in keys] + added
+        task["last_update"] = task["last_change"] = self.now()
+        return {"updated": len(added)}
 
     def _ep_tasks__update(self, body: JSON, req: _Handler) -> JSON:
         task = self._get_task(body.get("task"))
