@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/ first; the proj
     sys.path.insert(0, str(ROOT))
 
 TRACES = ROOT / "bench" / "traces"
-TRACE_NAMES = ("research-day", "nightly-sweep", "steady-trickle")
+TRACE_NAMES = ("research-day", "nightly-sweep", "steady-trickle", "dl-lab-2days", "mlaas-weekday")
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -5,7 +5,9 @@ Targets for our policy: cost ÷ lower bound ≤ 1.15, task wait p95 ≤ the long
 trace's resources + one polling interval. ClearML's policy runs twice: with its own defaults
 (polling 5 min, idle 15 min, spin-up 30 min) and "matched" to our config (same polling
 interval, max_idle_time and stuck timeout), which separates what comes from the settings from
-what comes from the rules. A second table shows how cost and wait move with max_idle_time.
+what comes from the rules. Work a policy dropped (tasks stranded by a spot reclaim, which
+ClearML never re-enqueues) is shown with its task-hours: the lower bound counts completed tasks
+only. A second table shows how cost and wait move with max_idle_time.
 """
 
 from __future__ import annotations
@@ -54,10 +56,17 @@ def row(label: str, report: Report, wait_target: float) -> list[object]:
         fmt_ratio(report.ratio),
         f"{report.wait_p50:.0f} / {report.wait_p95:.0f} / {report.wait_max:.0f}",
         f"{report.completed}/{report.tasks}",
+        dropped(report),
         sum(report.launches.values()),
         report.never_used,
         overhead(report),
     ]
+
+
+def dropped(report: Report) -> str:
+    """Tasks stranded (or given up) and their task-hours: work the policy did not do."""
+    count = report.stranded + report.failed
+    return f"{count} ({report.stranded_task_hours + report.failed_task_hours:.1f} h)" if count else "0"
 
 
 def overhead(report: Report) -> str:
@@ -107,6 +116,7 @@ def main() -> None:
         "cost ÷ bound",
         "wait p50 / p95 / max (s)",
         "tasks done",
+        "stranded (task-h)",
         "launches",
         "machines with no task",
         "above the bound: boot / dearer / idle",
@@ -117,7 +127,11 @@ def main() -> None:
         "Each trace replayed on the simulated cloud by this project's policy and by ClearML's own autoscaler "
         "(`clearml.automation.auto_scaler.AutoScaler`, driven through its cloud-driver interface; see "
         "`docs/simulate.md`). *lower bound*: each completed task's run time priced at the cheapest resource "
-        "of its queue. *machines with no task*: launched, booted, idled out without running anything. "
+        "of its queue. *stranded*: tasks whose machine a spot reclaim took and that nobody re-enqueued "
+        "(ClearML's autoscaler never does; they stay running forever) or that were given up after "
+        "`max_requeues`, with the run time they needed: work not done, not in the bound, so a policy that "
+        "drops work does not look cheaper. *machines with no task*: launched, booted, idled out without "
+        "running anything. "
         f"Targets for our policy: cost ÷ bound ≤ {COST_TARGET}, wait p95 ≤ longest boot time + one polling "
         "interval.",
         "",
@@ -155,11 +169,11 @@ def main() -> None:
                         wait_target,
                     ),
                 ],
-                "lrrrrrrrr",
+                "lrrrrrrrrr",
             )
         )
         out.append("")
-        for label, report in (("scaler", ours), ("clearml", theirs), ("clearml matched", theirs_matched)):
+        for label, report in (("scaler", ours), ("clearml", theirs), ("clearml, matched", theirs_matched)):
             ratio_ok = report.ratio is not None and report.ratio <= COST_TARGET
             summary.append(
                 [
@@ -167,6 +181,8 @@ def main() -> None:
                     label,
                     fmt_ratio(report.ratio),
                     verdict(ratio_ok),
+                    f"{report.completed}/{report.tasks}",
+                    dropped(report),
                     f"{report.wait_p95:.0f}s",
                     f"{wait_target:.0f}s",
                     verdict(report.wait_p95 <= wait_target)
@@ -175,7 +191,10 @@ def main() -> None:
             )
         if not args.smoke:
             image = plot(
-                [ours, theirs], args.img_dir / f"sim-{name}.png", title=f"{name}: pending tasks and fleet size"
+                [ours, theirs, theirs_matched],
+                args.img_dir / f"sim-{name}.png",
+                title=f"{name}: pending tasks and fleet size",
+                labels=["scaler", "clearml", "clearml, matched"],
             )
             out += [f"![{name}: pending tasks and machines over time](img/{image.name})", ""]
             sens = []
@@ -209,8 +228,8 @@ def main() -> None:
                         "clearml cost ÷ bound",
                         "clearml p95 (s)",
                         "clearml launches",
-                        "clearml matched cost ÷ bound",
-                        "clearml matched p95 (s)",
+                        "clearml, matched cost ÷ bound",
+                        "clearml, matched p95 (s)",
                     ],
                     sens,
                 ),
@@ -220,9 +239,19 @@ def main() -> None:
         "### Targets",
         "",
         table(
-            ["trace", "policy", "cost ÷ bound", f"≤ {COST_TARGET}", "wait p95", "boot + polling", "p95 target"],
+            [
+                "trace",
+                "policy",
+                "cost ÷ bound",
+                f"≤ {COST_TARGET}",
+                "tasks done",
+                "stranded (task-h)",
+                "wait p95",
+                "boot + polling",
+                "p95 target",
+            ],
             summary,
-            "lllllll",
+            "lllllllll",
         ),
         "",
     ]

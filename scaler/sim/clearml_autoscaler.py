@@ -31,8 +31,9 @@ Worker ids follow ClearML's scheme ``prefix:resource:instance_type:cloud_id``
 :class:`SimAPI` shows them with the instance type inserted.
 
 Not modelled: ClearML has no fleet-wide caps (``max_instances_total``, ``max_hourly_cost``),
-no re-enqueue of tasks whose machine vanished (they stay "running": counted as stranded), and
-no handling of orphaned resources. Note: in clearml 2.1.12 ``supervisor`` calls
+no re-enqueue of tasks whose machine vanished (they stay "running" forever: the report counts
+them as stranded, with their task-hours and what running them again would cost at least, so
+dropped work does not make this policy look cheaper), and no handling of orphaned resources. Note: in clearml 2.1.12 ``supervisor`` calls
 ``spin_up_worker(resource=...)`` (auto_scaler.py:338) while ``AWSDriver.spin_up_worker``
 names that parameter ``resource_conf`` (aws_driver.py:54-60), so with the shipped AWS driver
 every launch fails with a ``TypeError``; the simulated driver follows the ``CloudDriver``

@@ -7,7 +7,12 @@
   (per resource too: each resource's bound sums the tasks that ran on it).
 * task wait p50/p95/max (the time a task spent queued: arrival → first start, plus each
   re-enqueue → the next start), launches by reason, failed launch calls, terminations by reason
-  (a spot reclaim is one, by the cloud), spot reclaims, re-enqueued and lost tasks.
+  (a spot reclaim is one, by the cloud), spot reclaims, re-enqueued tasks;
+* the work a policy dropped: **stranded** tasks (their machine vanished and nobody re-enqueued
+  them: ClearML's autoscaler never does, so they stay "running" forever) and **failed** ones
+  (re-enqueued ``max_requeues`` times, then given up), each with its task-hours and what
+  running them again would cost at least (their lower bound). The lower bound counts completed
+  tasks only, so a policy that drops work would otherwise look cheaper.
 
 ``scaler simulate`` prints it (:func:`render_text`) and ``scaler demo`` summarises the same
 report after its timeline (:func:`summary_rows`): one computation for both.
@@ -89,6 +94,11 @@ class Report:
     completed: int = 0
     requeued: int = 0
     stranded: int = 0  # interrupted and never re-enqueued
+    stranded_task_hours: float = 0.0  # the run time those tasks needed (lost: none of it counts as done)
+    failed: int = 0  # re-enqueued max_requeues times, then given up
+    failed_task_hours: float = 0.0
+    dropped_lower_bound: float = 0.0  # stranded + failed tasks' run time at the cheapest price of their queue
+    unfinished: int = 0  # queued, running or not arrived yet when the run stopped (at the horizon)
     wait_p50: float = 0.0
     wait_p95: float = 0.0
     wait_max: float = 0.0
@@ -149,6 +159,11 @@ class Report:
                 "completed": self.completed,
                 "requeued": self.requeued,
                 "stranded": self.stranded,
+                "stranded_task_hours": round(self.stranded_task_hours, 3),
+                "failed": self.failed,
+                "failed_task_hours": round(self.failed_task_hours, 3),
+                "dropped_lower_bound": round(self.dropped_lower_bound, 4),
+                "unfinished": self.unfinished,
             },
             "wait_seconds": {
                 "p50": round(self.wait_p50, 1),
@@ -218,6 +233,9 @@ def build_report(
         ran_on.lower_bound += hours * floor
         ran_on.premium += hours * (price_of(machine, ran_on) - floor)
     waits = [world.queue.wait(t, now) for t in tasks]
+    stranded = set(world.stranded())
+    failed = [t for t in tasks if t.status == "failed"]
+    dropped = [t for t in tasks if t.id in stranded] + failed
     report = Report(
         trace=spec.name,
         policy=policy,
@@ -227,7 +245,12 @@ def build_report(
         tasks=len(tasks),
         completed=sum(1 for t in tasks if t.status == "completed"),
         requeued=requeued,
-        stranded=len(world.stranded()),
+        stranded=len(stranded),
+        stranded_task_hours=sum(t.duration for t in tasks if t.id in stranded) / 3600,
+        failed=len(failed),
+        failed_task_hours=sum(t.duration for t in failed) / 3600,
+        dropped_lower_bound=sum(t.duration / 3600 * cheapest.get(t.queue, 0.0) for t in dropped),
+        unfinished=len(spec.trace.tasks) - sum(1 for t in tasks if t.status in ("completed", "failed")) - len(stranded),
         wait_p50=percentile(waits, 50),
         wait_p95=percentile(waits, 95),
         wait_max=max(waits, default=0.0),
@@ -258,12 +281,22 @@ def _counts(counter: Mapping[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(counter.items())) or "none"
 
 
+def dropped_text(report: Report) -> str:
+    """``"3 stranded (5.2 task-h), 1 failed (0.5 task-h)"``, or ``""`` when no work was dropped."""
+    parts = []
+    if report.stranded:
+        parts.append(f"{report.stranded} stranded ({report.stranded_task_hours:.1f} task-h)")
+    if report.failed:
+        parts.append(f"{report.failed} failed ({report.failed_task_hours:.1f} task-h)")
+    return ", ".join(parts)
+
+
 def summary_rows(report: Report, clock: Callable[[float], str] | None = None) -> list[tuple[str, str]]:
     """The report in a few lines (``scaler demo``'s summary): ``(figure, value)`` rows, virtual
     times spelt by ``clock`` (default: hours)."""
     spell = clock or (lambda seconds: f"{seconds / 3600:.2f} h")
     names = sorted(report.resources, key=lambda row: row.name)
-    completed = f"{report.completed} of {report.tasks}" + (f" ({report.stranded} stranded)" if report.stranded else "")
+    completed = f"{report.completed} of {report.tasks}" + (f" ({dropped_text(report)})" if dropped_text(report) else "")
     ratio = f", cost ÷ bound {_ratio(report.ratio)}" if report.ratio is not None else ""
     return [
         (
@@ -342,8 +375,18 @@ def render_text(report: Report) -> str:
     summary = Table(title="Tasks and fleet")
     summary.add_column("figure")
     summary.add_column("value")
-    summary.add_row("tasks completed", f"{report.completed} of {report.tasks}")
+    summary.add_row(
+        "tasks completed",
+        f"{report.completed} of {report.tasks}"
+        + (f" ({report.unfinished} unfinished at the horizon)" if report.unfinished else ""),
+    )
     summary.add_row("re-enqueued / stranded", f"{report.requeued} / {report.stranded}")
+    summary.add_row(
+        "work dropped (stranded, failed)",
+        (dropped_text(report) + f": at least {_money(report.dropped_lower_bound)} to run again, not in the bound")
+        if report.stranded or report.failed
+        else "none",
+    )
     summary.add_row(
         "task wait p50 / p95 / max", f"{report.wait_p50:.0f}s / {report.wait_p95:.0f}s / {report.wait_max:.0f}s"
     )
@@ -374,18 +417,23 @@ def require_matplotlib() -> Any:
     return matplotlib
 
 
-def plot(reports: list[Report], path: str | Path, title: str | None = None) -> Path:
-    """Pending tasks and fleet size over time (one PNG; one line per report)."""
+def plot(reports: list[Report], path: str | Path, title: str | None = None, labels: list[str] | None = None) -> Path:
+    """Pending tasks and fleet size over time (one PNG; one line per report, named by ``labels``,
+    default: each report's policy)."""
     matplotlib = require_matplotlib()
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(9, 5.5), dpi=100)
-    for report in reports:
+    names = labels or [report.policy for report in reports]
+    if len(names) != len(reports):
+        raise ValueError(f"plot: {len(reports)} reports but {len(names)} labels")
+    for report, name in zip(reports, names, strict=True):
         hours = [t / 3600 for t, _, _ in report.timeline]
-        label = f"{report.policy} (cost {_money(report.cost)}, p95 wait {report.wait_p95 / 60:.0f} min)"
+        dropped = f", {report.stranded + report.failed} tasks dropped" if report.stranded or report.failed else ""
+        label = f"{name} (cost {_money(report.cost)}, p95 wait {report.wait_p95 / 60:.0f} min{dropped})"
         top.step(hours, [p for _, p, _ in report.timeline], where="post", label=label, linewidth=1.2)
-        bottom.step(hours, [f for _, _, f in report.timeline], where="post", label=report.policy, linewidth=1.2)
+        bottom.step(hours, [f for _, _, f in report.timeline], where="post", label=name, linewidth=1.2)
     top.set_ylabel("pending tasks")
     bottom.set_ylabel("machines (alive)")
     bottom.set_xlabel("hours")

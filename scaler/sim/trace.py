@@ -119,7 +119,8 @@ def vary(spec: SimTrace, seed: int | None) -> SimTrace:
 
     Each arrival moves by up to ± ``jitter.arrival`` seconds, each duration by up to
     ± ``jitter.duration`` (a fraction), and (in the cloud) each machine's boot time by up to
-    ± ``jitter.boot_time``; all drawn from ``random.Random(seed)``.
+    ± ``jitter.boot_time``; the draws of the spot reclaims' victims get a new seed too; all
+    drawn from ``random.Random(seed)``.
     """
     if seed is None:
         return spec
@@ -131,7 +132,8 @@ def vary(spec: SimTrace, seed: int | None) -> SimTrace:
         length = max(1.0, task.duration * (1 + rng.uniform(-duration, duration)))
         tasks.append(TaskSpec(round(at, 3), task.queue, round(length, 3), task.name))
     tasks.sort(key=lambda t: t.at)
-    return replace(spec, trace=replace(spec.trace, tasks=tuple(tasks)), seed=seed)
+    reclaims = rng.randrange(2**31)
+    return replace(spec, trace=replace(spec.trace, tasks=tuple(tasks), seed=reclaims), seed=seed)
 
 
 # --- the world: per-resource boot times, a timeline -------------------------------------------

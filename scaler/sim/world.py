@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +20,13 @@ from typing import Any
 from scaler.default_plugins import simulated
 from scaler.engine.fleet import WorkerObs
 from scaler.engine.policy import QueueObs, RequeueResult
+from scaler.errors import ConfigError
 from scaler.types import Secret, ServerInfo
 
 DATA = Path(__file__).parent / "data"
+
+#: The trace's ``seed`` when it names none: which machine each spot reclaim takes is drawn from it.
+DEFAULT_SEED = 0
 
 
 class VirtualClock:
@@ -54,6 +59,7 @@ class Trace:
     spot_outages: tuple[simulated.SpotOutage, ...] = ()
     preemptions: tuple[tuple[float, str], ...] = ()  # (time, resource): one spot machine reclaimed
     description: str = ""
+    seed: int = DEFAULT_SEED  # seeds the draw of each reclaim's victim (see World)
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
@@ -81,6 +87,9 @@ class Trace:
             for o in data.get("spot_outages", [])
         )
         preempt = tuple((float(p["at"]), str(p["resource"])) for p in data.get("preemptions", []))
+        seed = data.get("seed", DEFAULT_SEED)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"trace seed: must be an integer, got {seed!r}")
         return cls(
             str(data.get("name", "trace")),
             horizon,
@@ -89,6 +98,7 @@ class Trace:
             outages,
             preempt,
             str(data.get("description", "")),
+            seed,
         )
 
 
@@ -178,7 +188,14 @@ class SimQueue:
 
 
 class World:
-    """Advances the simulated cloud, agents and tasks to a point in virtual time."""
+    """Advances the simulated cloud, agents and tasks to a point in virtual time.
+
+    A spot reclaim (``trace.preemptions``) takes one of the resource's *running* spot machines,
+    drawn at random from ``random.Random(f"reclaims/{trace.seed}")``: the k-th reclaim always
+    uses the k-th draw (one uniform number scaled to the machines there are), so two policies
+    replaying the same trace see the same sequence of draws. A reclaim that finds no running
+    spot machine of its resource takes nothing (the draw is used all the same).
+    """
 
     def __init__(
         self,
@@ -198,7 +215,9 @@ class World:
         self.queue = SimQueue(clock)
         self._next_task = 0
         self._preempt = sorted(trace.preemptions)
+        self._reclaim_rng = random.Random(f"reclaims/{trace.seed}")
         self.preempted = 0
+        self.reclaimed: list[str] = []  # ids of the machines spot reclaims took, in order
 
     def advance(self, until: float, step: float = 5.0) -> None:
         while self.clock.now < until:
@@ -213,9 +232,12 @@ class World:
             self._next_task += 1
         while self._preempt and self._preempt[0][0] <= now:
             _, resource = self._preempt.pop(0)
-            victims = [i for i in self.cloud.alive() if i.resource == resource and i.spot]
+            draw = self._reclaim_rng.random()
+            victims = [i for i in self.cloud.alive() if i.resource == resource and i.spot and i.state == "running"]
             if victims:
-                self.cloud.preempt(victims[0].id)
+                victim = victims[int(draw * len(victims))]
+                self.cloud.preempt(victim.id)
+                self.reclaimed.append(victim.id)
                 self.preempted += 1
         self.cloud.step()
         alive = {}

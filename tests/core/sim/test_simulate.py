@@ -133,7 +133,9 @@ def test_lower_bound_never_above_cost(host: PluginHost, policy: str, case: str, 
 
 
 def test_reference_traces_load_with_their_configs(host: PluginHost) -> None:
-    for name in ("research-day", "nightly-sweep", "steady-trickle"):
+    names = sorted(p.stem for p in TRACES.glob("*.json"))
+    assert {"research-day", "nightly-sweep", "steady-trickle", "dl-lab-2days", "mlaas-weekday"} <= set(names)
+    for name in names:
         config, spec = load(host, TRACES / f"{name}.conf", TRACES / f"{name}.json")
         assert spec.trace.tasks and spec.trace.description
         for resource in config.resources:  # every resource's cloud behaviour is in the trace
@@ -146,6 +148,8 @@ def test_policies_differ_where_clearml_has_no_rule(host: PluginHost) -> None:
     ours, theirs = simulate(config, host, spec, "scaler"), simulate(config, host, spec, "clearml")
     assert (ours.requeued, ours.stranded, ours.completed) == (1, 0, ours.tasks)
     assert (theirs.requeued, theirs.stranded, theirs.completed) == (0, 1, theirs.tasks - 1)
+    assert theirs.stranded_task_hours == pytest.approx(1500 / 3600)  # a 25-minute train-resnet run
+    assert (ours.stranded_task_hours, ours.dropped_lower_bound) == (0.0, 0.0)
     assert "spot request not fulfilled (waiter gave up)" in theirs.launch_failures  # the spot outage
     text = render_text(theirs)
     assert "policy clearml" in text and "cost ÷ bound" in text
