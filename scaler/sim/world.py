@@ -50,7 +50,7 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class Trace:
-    """Task arrivals and the cloud's behaviour. See docs/how-it-works.md for the format."""
+    """Task arrivals and the cloud's behaviour. See docs/simulate.md for the format."""
 
     name: str
     horizon: float
