@@ -63,6 +63,8 @@ class ScalerSettings:
     max_instances_total: int = 0
     max_hourly_cost: float = 0.0
     max_launch_per_tick: int = 0
+    idle_policy: str = "adaptive"
+    min_idle_time: float = 0.0
 
 
 @dataclass(frozen=True)

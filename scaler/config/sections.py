@@ -192,6 +192,24 @@ SCALER_FIELDS = (
         min=0,
         max=MAX_PER_RESOURCE,
     ),
+    Field(
+        "idle_policy",
+        "choice",
+        "When an idle machine is terminated: `adaptive` ends it as soon as its queue's recent arrivals say "
+        "the next task for it is not due within about two boot times (never before `min_idle_time`, always "
+        "by `max_idle_time`); `fixed` keeps every idle machine `max_idle_time`. See docs/how-it-works.md.",
+        default="adaptive",
+        choices=("adaptive", "fixed"),
+    ),
+    Field(
+        "min_idle_time",
+        "duration",
+        "idle_policy = adaptive: an idle machine is kept at least this long (a floor for interactive teams "
+        "who want machines kept warm; above `max_idle_time` it counts as `max_idle_time`).",
+        default=0.0,
+        min=0,
+        max=7 * 86400,
+    ),
 )
 
 RESOURCE_FIELDS = (

@@ -30,7 +30,9 @@ Rules (see docs/how-it-works.md):
 from __future__ import annotations
 
 import enum
+import itertools
 import math
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -159,6 +161,17 @@ class PolicyState:
     terminated_at: dict[str, float] = field(default_factory=dict)
     # legacy instances (no fleet identity) a worker on this ClearML server named: this fleet's
     adopted: set[str] = field(default_factory=set)
+    # -- evidence for the adaptive rules (idle_policy = adaptive, the free-up rule); values are
+    # tuples, replaced (never changed in place), so that copy() keeps ticks independent
+    last_pending: dict[str, int] = field(default_factory=dict)  # queue -> pending at the last readable tick
+    # queue -> recent arrival events ((tick time, tasks arrived since the tick before), ...), oldest first
+    arrivals: dict[str, tuple[tuple[float, int], ...]] = field(default_factory=dict)
+    # task id -> (queue, first seen running, task name, instance id of this fleet's or "")
+    task_seen: dict[str, tuple[str, float, str, str]] = field(default_factory=dict)
+    # queue, or queue + "\x00" + task name -> run times of its recent tasks (seconds), oldest first
+    durations: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    boot_times: dict[str, tuple[float, ...]] = field(default_factory=dict)  # resource -> launch-to-worker times
+    unbooted: set[str] = field(default_factory=set)  # instance ids this scaler saw booting (no worker yet)
 
     def copy(self) -> PolicyState:
         """An independent copy: every container copied, field by field, by name."""
@@ -186,6 +199,8 @@ class PolicyState:
                 timers[key] += delta
         if out.tick_at >= 0:
             out.tick_at += delta
+        out.arrivals = {q: tuple((at + delta, n) for at, n in events) for q, events in out.arrivals.items()}
+        out.task_seen = {t: (q, at + delta, name, inst) for t, (q, at, name, inst) in out.task_seen.items()}
         return out
 
 
@@ -281,6 +296,12 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
             "the ClearML server could not be read: scaling nothing down and launching nothing this tick",
         )
 
+    if clearml_ok:
+        _observe(config, obs, fleet, state, pending)
+    adaptive = settings.idle_policy == "adaptive"
+    ranks = _idle_ranks(config, fleet, state, now) if adaptive and clearml_ok else {}
+    floor = min(settings.min_idle_time, settings.max_idle_time)
+
     # -- per instance: busy / idle / booting / stuck / orphan ---------------------------
     booting: dict[str, int] = defaultdict(int)  # resource -> alive instances with no worker yet
     idle_on_queue: dict[str, int] = defaultdict(int)
@@ -372,6 +393,25 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                         TerminationKind.IDLE,
                         f"worker idle for {format_duration(round(idle_for))} "
                         f"(max_idle_time {format_duration(settings.max_idle_time)})",
+                        ids,
+                    )
+                )
+            elif (
+                adaptive
+                and idle_for >= floor
+                and (why := _not_needed_soon(config, resource, inst.spot, state, now, ranks.get(inst.id, 1)))
+            ):
+                # a machine bought in a pinch that goes early is a consolidation, whichever rule saw it first
+                cheaper = _cheaper_home(config, resource, inst, state, fleet, now)
+                out.terminations.append(
+                    Terminate(
+                        inst.id,
+                        resource_name,
+                        TerminationKind.CONSOLIDATION if cheaper else TerminationKind.IDLE,
+                        f"idle for {format_duration(round(idle_for))} and {cheaper}: the next task gets the "
+                        "cheaper machine"
+                        if cheaper
+                        else f"worker idle for {format_duration(round(idle_for))} and {why}",
                         ids,
                     )
                 )
@@ -669,6 +709,16 @@ def _plan_launches(
             for launch in state.unconfirmed.values()
             if (r := config.resource(launch.resource)) is not None and r.queue == queue
         )
+        if demand > 0:
+            freeing, boot, notes = _freeing(config, fleet, state, now, queue)
+            if freeing:
+                left = min(freeing, demand)
+                demand -= left
+                out.info(
+                    "free_up",
+                    f"queue '{queue}': {_plural(left, 'pending task')} left to busy workers expected to finish "
+                    f"within the boot time ({_about(boot)}): " + "; ".join(notes[:3]),
+                )
         if demand <= 0:
             continue
         wanted = demand
@@ -790,6 +840,240 @@ def record_launch_success(state: PolicyState, launch: Launch) -> None:
     state.unconfirmed.pop(launch.token, None)
     if launch.spot:
         state.spot_failing_since.pop(launch.resource, None)
+
+
+# --- evidence: arrivals, run times, boot times (for idle_policy = adaptive and the free-up rule) --
+
+ARRIVAL_MEMORY = 86400.0  # arrival events older than this are forgotten
+ARRIVAL_EVENTS = 200  # at most this many arrival events are kept per queue
+MIN_GAPS = 3  # the arrival model needs this many gaps between arrival events (else: max_idle_time)
+DURATIONS_KEPT = 50  # run times kept per queue and per task name
+DURATION_KEYS = 500  # task names whose run times are kept (the least recently seen go first)
+MIN_DURATIONS = 3  # a run-time estimate needs this many runs
+BOOTS_KEPT = 10  # boot times kept per resource
+#: ski rental: an idle machine is worth keeping while the next task it would run is expected within
+#: this many boot times (one billed while a replacement boots, one the task would wait for it)
+BOOT_COST_FACTOR = 2.0
+#: a busy worker counts as freeing up when at least this share of the runs like its task that lasted
+#: as long as it has run so far ended within one boot time more
+FREE_UP_SHARE = 0.8
+
+
+def _remember(store: dict[str, tuple[float, ...]], key: str, value: float, keep: int) -> None:
+    values = store.pop(key, ())  # re-inserted last: the dict's order is recency
+    store[key] = (*values, value)[-keep:]
+
+
+def _observe(config: Config, obs: Observation, fleet: Fleet, state: PolicyState, pending: dict[str, int]) -> None:
+    """Update the evidence from one readable tick: boot times (launch → first worker), tasks that
+    started and ended (run times per queue and per task name), and arrivals per queue (pending
+    now − pending at the last tick + tasks that started in between)."""
+    now = obs.now
+    first = not state.last_pending  # tasks running at the first look started at an unknown time
+    alive = fleet.alive_ids()
+    for resource_name, instances in fleet.alive.items():
+        for inst in instances:
+            if fleet.workers_of.get(inst.id):
+                if inst.id in state.unbooted:
+                    launched = state.launched_seen.get(inst.id, inst.launched_at)
+                    _remember(state.boot_times, resource_name, max(0.0, now - launched), BOOTS_KEPT)
+            elif inst.id not in state.worker_seen and not first:
+                state.unbooted.add(inst.id)
+                continue
+            state.unbooted.discard(inst.id)
+    state.unbooted &= alive
+
+    current: dict[str, tuple[str, str, str]] = {}  # task id -> (queue, name, instance id or "")
+    for resource_name, instances in fleet.alive.items():
+        resource = config.resource(resource_name)
+        for inst in instances:
+            for worker in fleet.workers_of.get(inst.id, ()):
+                if worker.task:
+                    queue = resource.queue if resource else (worker.queues[0] if worker.queues else "")
+                    current[worker.task] = (queue, worker.task_name, inst.id)
+    served = set(config.queues)
+    for worker in fleet.foreign:
+        if worker.task and worker.task not in current:
+            queue = next((q for q in worker.queues if q in served), "")
+            if queue:
+                current[worker.task] = (queue, worker.task_name, "")
+    started: dict[str, int] = defaultdict(int)
+    for task, (queue, _name, _inst) in current.items():
+        if task not in state.task_seen:
+            started[queue] += 1
+    for task, (queue, at, name, inst_id) in list(state.task_seen.items()):
+        if task in current:
+            continue
+        del state.task_seen[task]
+        if at >= 0 and inst_id in alive:  # ended on a machine still there: it ran to its end
+            for key in _duration_keys(queue, name):
+                _remember(state.durations, key, now - at, DURATIONS_KEPT)
+    while len(state.durations) > DURATION_KEYS:
+        del state.durations[next(iter(state.durations))]
+    for task, (queue, name, inst_id) in current.items():
+        if task not in state.task_seen:
+            state.task_seen[task] = (queue, -1.0 if first else now, name, inst_id)
+
+    for queue in config.queues:
+        if queue not in pending:
+            continue
+        before = state.last_pending.get(queue)
+        state.last_pending[queue] = pending[queue]
+        if before is None:
+            continue
+        arrived = pending[queue] - before + started[queue]
+        if arrived > 0:
+            events = (*state.arrivals.get(queue, ()), (now, arrived))[-ARRIVAL_EVENTS:]
+            state.arrivals[queue] = tuple(e for e in events if now - e[0] <= ARRIVAL_MEMORY)
+
+
+_NUMBERED = re.compile(r"[\s_.:#-]*\(?\d+\)?$")
+
+
+def _duration_keys(queue: str, name: str) -> list[str]:
+    """Where a task's run time is filed, most specific first: its name, its family (the name
+    without a trailing number: ``sweep-17`` → ``sweep``, ``train (copy 2)`` → ``train (copy``),
+    its queue."""
+    keys = []
+    if name:
+        keys.append(f"{queue}\x00{name}")
+        family = _NUMBERED.sub("", name)
+        if family and family != name:
+            keys.append(f"{queue}\x00{family}*")
+    keys.append(queue)
+    return keys
+
+
+def _runs_like(state: PolicyState, queue: str, name: str) -> tuple[float, ...]:
+    """Run times of tasks like ``name`` of ``queue``: the most specific key with enough runs."""
+    for key in _duration_keys(queue, name):
+        runs = state.durations.get(key, ())
+        if len(runs) >= MIN_DURATIONS:
+            return runs
+    return ()
+
+
+def _about(seconds: float) -> str:
+    """A duration for a log line: whole minutes from two minutes up, else seconds."""
+    if seconds >= 120:
+        return format_duration(round(seconds / 60) * 60)
+    return format_duration(max(0, round(seconds)))
+
+
+def _boot_time(state: PolicyState, resources: Iterable[Resource]) -> float | None:
+    """The shortest median observed boot time (launch → worker) of ``resources``; None: none seen."""
+    medians = []
+    for resource in resources:
+        seen = sorted(state.boot_times.get(resource.name, ()))
+        if seen:
+            medians.append(seen[len(seen) // 2])
+    return min(medians) if medians else None
+
+
+@dataclass(frozen=True)
+class ArrivalModel:
+    """What a queue's recent arrivals say about the next ones."""
+
+    events: int  # arrival events it is built on
+    since: float  # seconds since the last one
+    expected: float  # seconds to the next one (mean residual gap; inf: longer than any gap seen)
+    mean_gap: float
+    batch: float  # tasks per arrival event
+
+    def time_to(self, rank: int) -> float:
+        """Expected seconds until the ``rank``-th next task (1: the next one) arrives."""
+        return self.expected + (math.ceil(rank / self.batch) - 1) * self.mean_gap
+
+
+def arrival_model(state: PolicyState, queue: str, now: float) -> ArrivalModel | None:
+    """The queue's arrival model from its recent arrival events; None: not enough evidence."""
+    events = [e for e in state.arrivals.get(queue, ()) if now - e[0] <= ARRIVAL_MEMORY]
+    if len(events) < MIN_GAPS + 1:
+        return None
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(events)]
+    since = max(0.0, now - events[-1][0])
+    later = [g - since for g in gaps if g > since]
+    expected = sum(later) / len(later) if later else math.inf
+    return ArrivalModel(len(events), since, expected, sum(gaps) / len(gaps), sum(n for _, n in events) / len(events))
+
+
+def _idle_ranks(config: Config, fleet: Fleet, state: PolicyState, now: float) -> dict[str, int]:
+    """Idle machines of each queue ranked by which to keep first (1: kept first): the cheapest
+    (a spot resource's on-demand fallback last), then the most recently idle."""
+    by_queue: dict[str, list[tuple[tuple[int, float, float], str]]] = defaultdict(list)
+    for resource_name, instances in fleet.alive.items():
+        resource = config.resource(resource_name)
+        if resource is None:
+            continue
+        for inst in instances:
+            workers = fleet.workers_of.get(inst.id, [])
+            if not workers or any(w.task for w in workers):
+                continue
+            fallback = 1 if resource.spot and not inst.spot else 0
+            key = (fallback, resource.price_per_hour, -state.idle_since.get(inst.id, now))
+            by_queue[resource.queue].append((key, inst.id))
+    ranks: dict[str, int] = {}
+    for items in by_queue.values():
+        for rank, (_key, inst_id) in enumerate(sorted(items), start=1):
+            ranks[inst_id] = rank
+    return ranks
+
+
+def _not_needed_soon(config: Config, resource: Resource, spot: bool, state: PolicyState, now: float, rank: int) -> str:
+    """Why an idle machine should go before ``max_idle_time`` (idle_policy = adaptive), or "" when
+    it should stay: ski rental, keep it while the task it would run next is expected within
+    BOOT_COST_FACTOR boot times; without evidence (arrivals, boot times) it stays."""
+    boot = _boot_time(state, [resource])
+    model = arrival_model(state, resource.queue, now)
+    if boot is None or model is None:
+        return ""
+    if spot and not _spot_healthy(resource, state, now):
+        return ""  # its replacement would be on-demand: a spot machine is kept to max_idle_time
+    due = model.time_to(rank)
+    budget = BOOT_COST_FACTOR * boot
+    if due <= budget:
+        return ""
+    if math.isinf(due):
+        expect = (
+            f"queue '{resource.queue}' has had no new task for {_about(model.since)}, longer than "
+            f"any gap between its last {model.events} arrivals"
+        )
+    else:
+        nth = "its next task" if rank == 1 else f"the task for its #{rank} idle machine"
+        expect = f"queue '{resource.queue}' expects {nth} in ~{_about(due)}"
+    return (
+        f"{expect}, more than {BOOT_COST_FACTOR:g} x its boot time ({_about(boot)}): "
+        f"ending it before max_idle_time {format_duration(config.scaler.max_idle_time)} (idle_policy adaptive)"
+    )
+
+
+def _freeing(config: Config, fleet: Fleet, state: PolicyState, now: float, queue: str) -> tuple[int, float, list[str]]:
+    """Busy workers of ``queue`` expected to finish within one boot time (the free-up rule): how
+    many, the boot time, and a note on each. Only with evidence: the boot time of the queue's
+    resources and the run times of tasks like the one each worker runs."""
+    resources = config.resources_for_queue(queue)
+    boot = _boot_time(state, resources)
+    if boot is None:
+        return 0, 0.0, []
+    count = 0
+    notes: list[str] = []
+    for resource in resources:
+        for inst in fleet.alive.get(resource.name, ()):
+            for worker in fleet.workers_of.get(inst.id, ()):
+                seen = state.task_seen.get(worker.task or "")
+                if seen is None or seen[1] < 0:
+                    continue
+                ran = now - seen[1]
+                runs = _runs_like(state, queue, seen[2])
+                longer = [d for d in runs if d > ran]
+                if len(longer) < MIN_DURATIONS:
+                    continue
+                soon = [d for d in longer if d <= ran + boot]
+                if len(soon) >= FREE_UP_SHARE * len(longer):
+                    count += 1
+                    usual = sorted(soon)[len(soon) // 2]
+                    notes.append(f"{worker.task} ({seen[2] or queue}) has run {_about(ran)} of a usual {_about(usual)}")
+    return count, boot, notes
 
 
 # --- what the reconciler reports back (every change of state outside `decide` is one of these) --

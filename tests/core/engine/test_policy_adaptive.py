@@ -1,0 +1,244 @@
+"""The adaptive rules of the policy on trace snippets: what the scaler learnt so far (arrivals per
+queue, boot times, run times of tasks like the running ones) and the decision expected at each
+tick. ``idle_policy = adaptive`` (the default) ends an idle machine once its queue's next task is
+not due within two boot times; the free-up rule leaves a pending task to a busy worker expected to
+finish within one boot time. See docs/how-it-works.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pytest
+
+from scaler.engine.fleet import WorkerObs, worker_id
+from scaler.engine.policy import PolicyState, decide
+from scaler.types import Instance
+from tests.core.engine.test_policy import PREFIX, C, M, R, Tick, W, obs, run_case
+
+BOOT = 120.0  # boot time the snippets say the resources took
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """What the scaler observed before the first tick of a case."""
+
+    arrivals: tuple[float, ...] = ()  # times a task arrived in queue q
+    boots: tuple[str, ...] = ("a",)  # resources seen booting (in BOOT seconds)
+    runs: tuple[tuple[str, float], ...] = ()  # (task name, run time) of tasks of queue q that ended
+    running: tuple[tuple[str, str, float], ...] = ()  # (task id, task name, started at) running now
+    spot_failing: tuple[str, ...] = ()  # resources whose spot market is in blackout
+
+    def state(self) -> PolicyState:
+        state = PolicyState()
+        state.arrivals["q"] = tuple((at, 1) for at in self.arrivals)
+        state.last_pending["q"] = 0
+        for resource in self.boots:
+            state.boot_times[resource] = (BOOT,)
+        for name, took in self.runs:
+            for key in (f"q\x00{name}", "q"):
+                state.durations[key] = (*state.durations.get(key, ()), took)
+        for task, name, at in self.running:
+            state.task_seen[task] = ("q", at, name, "b1")
+        for resource in self.spot_failing:
+            state.blackout_until[resource] = 1e9
+        return state
+
+
+def Spot(iid: str, res: str = "a") -> Instance:
+    """A running spot instance of this fleet."""
+    return replace(M(iid, res), spot=True)
+
+
+def Wt(res: str, iid: str, task: str, name: str) -> WorkerObs:
+    return WorkerObs(worker_id(PREFIX, res, iid), ("q",), task, name)
+
+
+EVERY_10M = tuple(float(t) for t in range(0, 3601, 600))  # a task every 10 minutes until 1:00:00
+
+CASES = [
+    (
+        "adaptive idle: a task every 10m, boot 2m: kept while the next one is due within 4m, ended when not",
+        C(R("a"), max_idle_time="30m"),
+        Snippet(arrivals=EVERY_10M),
+        [
+            Tick(3630, {"q": 0}, [M("i1")], [W("a", "i1")], terms=[("i1", "idle")]),  # next due in ~9m30s
+        ],
+    ),
+    (
+        "adaptive idle: kept when the next task is due soon (8m since the last arrival)",
+        C(R("a"), max_idle_time="30m"),
+        Snippet(arrivals=EVERY_10M),
+        [
+            Tick(4080, {"q": 0}, [M("i1")], [W("a", "i1")]),  # due in ~2m: kept
+            Tick(4110, {"q": 0}, [M("i1")], [W("a", "i1")]),  # due in ~1m30s: kept
+        ],
+    ),
+    (
+        "adaptive idle: no task for longer than any gap seen: ended at once",
+        C(R("a"), max_idle_time="30m"),
+        Snippet(arrivals=EVERY_10M),
+        [Tick(5000, {"q": 0}, [M("i1")], [W("a", "i1")], terms=[("i1", "idle")])],
+    ),
+    (
+        "adaptive idle: of two idle machines only the first is due a task; the spot one is kept, the "
+        "on-demand fallback goes (a consolidation: spot works)",
+        C(R("a", spot=True), max_idle_time="30m"),
+        Snippet(arrivals=EVERY_10M),
+        [
+            Tick(
+                4080,
+                {"q": 0},
+                [Spot("i1"), M("od1")],
+                [W("a", "i1"), W("a", "od1")],
+                terms=[("od1", "consolidation")],
+            )
+        ],
+    ),
+    (
+        "adaptive idle: no evidence yet (too few arrivals): kept until max_idle_time",
+        C(R("a"), max_idle_time="10m"),
+        Snippet(arrivals=(0.0, 600.0)),
+        [
+            Tick(5000, {"q": 0}, [M("i1")], [W("a", "i1")]),
+            Tick(5600, {"q": 0}, [M("i1")], [W("a", "i1")], terms=[("i1", "idle")]),
+        ],
+    ),
+    (
+        "adaptive idle: no boot time seen for the resource: kept until max_idle_time",
+        C(R("a"), max_idle_time="10m"),
+        Snippet(arrivals=EVERY_10M, boots=()),
+        [
+            Tick(5000, {"q": 0}, [M("i1")], [W("a", "i1")]),
+            Tick(5600, {"q": 0}, [M("i1")], [W("a", "i1")], terms=[("i1", "idle")]),
+        ],
+    ),
+    (
+        "min_idle_time is a floor: not ended before it, whatever the arrivals say",
+        C(R("a"), max_idle_time="30m", min_idle_time="5m"),
+        Snippet(arrivals=EVERY_10M),
+        [
+            Tick(5000, {"q": 0}, [M("i1")], [W("a", "i1")]),
+            Tick(5270, {"q": 0}, [M("i1")], [W("a", "i1")]),
+            Tick(5300, {"q": 0}, [M("i1")], [W("a", "i1")], terms=[("i1", "idle")]),
+        ],
+    ),
+    (
+        "idle_policy = fixed: every idle machine stays max_idle_time",
+        C(R("a"), max_idle_time="10m", idle_policy="fixed"),
+        Snippet(arrivals=EVERY_10M),
+        [
+            Tick(5000, {"q": 0}, [M("i1")], [W("a", "i1")]),
+            Tick(5570, {"q": 0}, [M("i1")], [W("a", "i1")]),
+            Tick(5600, {"q": 0}, [M("i1")], [W("a", "i1")], terms=[("i1", "idle")]),
+        ],
+    ),
+    (
+        "adaptive idle never ends a machine while a queue it serves has pending tasks",
+        C(R("a"), max_idle_time="30m"),
+        Snippet(arrivals=EVERY_10M),
+        [Tick(5000, {"q": 1}, [M("i1")], [W("a", "i1")])],
+    ),
+    (
+        "adaptive idle scales nothing down while ClearML cannot be read",
+        C(R("a"), max_idle_time="30m"),
+        Snippet(arrivals=EVERY_10M),
+        [Tick(5000, None, [M("i1")], None, notices=["warning:clearml_unreadable"])],
+    ),
+    (
+        "adaptive idle keeps an idle spot machine while its spot market fails (its replacement would be on-demand)",
+        C(R("a", spot=True), max_idle_time="10m"),
+        Snippet(arrivals=EVERY_10M, spot_failing=("a",)),
+        [
+            Tick(5000, {"q": 0}, [Spot("i1")], [W("a", "i1")]),
+            Tick(5600, {"q": 0}, [Spot("i1")], [W("a", "i1")], terms=[("i1", "idle")]),
+        ],
+    ),
+    (
+        "free-up: a task that usually runs 27m has run 25m (boot 2m): the pending task waits for its worker",
+        C(R("a")),
+        Snippet(runs=(("train-1", 1600.0), ("train-2", 1620.0), ("train-3", 1610.0)), running=(("t9", "train-9", 0),)),
+        [
+            Tick(
+                1500,
+                {"q": 1},
+                [M("b1")],
+                [Wt("a", "b1", "t9", "train-9")],
+                notices=["info:free_up"],
+                says=("t9 (train-9) has run 25m of a usual 27m",),
+            ),
+            # five minutes later than usual it still runs: a machine is launched after all
+            Tick(1950, {"q": 1}, [M("b1")], [Wt("a", "b1", "t9", "train-9")], launches=[("a", 1, "on-demand")]),
+        ],
+    ),
+    (
+        "free-up: one busy worker about to finish covers one of two pending tasks",
+        C(R("a")),
+        Snippet(runs=(("train-1", 1600.0), ("train-2", 1620.0), ("train-3", 1610.0)), running=(("t9", "train-9", 0),)),
+        [
+            Tick(
+                1500,
+                {"q": 2},
+                [M("b1")],
+                [Wt("a", "b1", "t9", "train-9")],
+                launches=[("a", 1, "on-demand")],
+                notices=["info:free_up"],
+            )
+        ],
+    ),
+    (
+        "free-up: no discount when runs like it are spread (a heavy tail): a machine is launched",
+        C(R("a")),
+        Snippet(runs=(("job-1", 1600.0), ("job-2", 9000.0), ("job-3", 40000.0)), running=(("t9", "job-9", 0),)),
+        [Tick(1500, {"q": 1}, [M("b1")], [Wt("a", "b1", "t9", "job-9")], launches=[("a", 1, "on-demand")])],
+    ),
+    (
+        "free-up: no discount without the resource's boot time",
+        C(R("a")),
+        Snippet(
+            boots=(),
+            runs=(("train-1", 1600.0), ("train-2", 1620.0), ("train-3", 1610.0)),
+            running=(("t9", "train-9", 0),),
+        ),
+        [Tick(1500, {"q": 1}, [M("b1")], [Wt("a", "b1", "t9", "train-9")], launches=[("a", 1, "on-demand")])],
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "snippet", "ticks"), [pytest.param(c, s, t, id=i) for i, c, s, t in CASES])
+def test_adaptive(config, snippet: Snippet, ticks: list[Tick]) -> None:
+    run_case(config, ticks, snippet.state())
+
+
+def test_the_evidence_is_learnt_from_observations() -> None:
+    """Boot time (launch → worker), arrivals (pending + tasks started since the last tick) and run
+    times (first seen running → gone from a machine still there) come from the ticks themselves."""
+    config = C(R("a"))
+    state = decide(config, obs(0, {"q": 0}, [], [])).state
+    state = decide(config, obs(30, {"q": 2}, [], []), state).state
+    assert state.arrivals["q"] == ((30, 2),)
+    decision = decide(
+        config, obs(60, {"q": 2}, [M("i1", at=60, state="pending"), M("i2", at=60, state="pending")], []), state
+    )
+    state = decision.state
+    state = decide(
+        config, obs(90, {"q": 2}, [M("i1", at=60, state="pending"), M("i2", at=60, state="pending")], []), state
+    ).state
+    running = [Wt("a", "i1", "t1", "train-1"), Wt("a", "i2", "t2", "train-2")]
+    state = decide(config, obs(210, {"q": 1}, [M("i1", at=60), M("i2", at=60)], running), state).state
+    assert state.boot_times["a"] == (150.0, 150.0)
+    assert state.arrivals["q"] == ((30, 2), (210, 1))  # 2 → 1 pending while 2 started: one more arrived
+    done = [W("a", "i1"), Wt("a", "i2", "t2", "train-2")]
+    state = decide(config, obs(1410, {"q": 1}, [M("i1", at=60), M("i2", at=60)], done), state).state
+    assert state.durations["q\x00train-1"] == (1200.0,)
+    assert state.durations["q\x00train*"] == (1200.0,)
+    assert state.durations["q"] == (1200.0,)
+    assert "t2" in state.task_seen and "t1" not in state.task_seen
+
+
+def test_the_log_line_says_why_an_idle_machine_goes_early() -> None:
+    config = C(R("a"), max_idle_time="30m")
+    decision = decide(config, obs(3630, {"q": 0}, [M("i1")], [W("a", "i1")]), Snippet(arrivals=EVERY_10M).state())
+    assert [t.reason for t in decision.terminations] == [
+        "worker idle for 0s and queue 'q' expects its next task in ~10m, more than 2 x its boot time (2m): "
+        "ending it before max_idle_time 30m (idle_policy adaptive)"
+    ]
