@@ -260,7 +260,10 @@ class PluginHost:
 
 
 class Provider:
-    """The chosen provider's hooks, callable on that one plugin only."""
+    """One provider's hooks, callable on that one plugin only. Each hook is given the
+    configuration as that provider's own (:meth:`Config.for_provider
+    <scaler.config.model.Config.for_provider>`): its settings and its resources only, whatever
+    other clouds the fleet spans."""
 
     def __init__(self, host: PluginHost, name: str) -> None:
         self.name = name
@@ -277,6 +280,9 @@ class Provider:
     def _call(self, hook: str, **kwargs: Any) -> Any:
         if hook not in self._implemented:
             raise NotImplementedByProvider(f"provider '{self.name}' does not implement {hook}")
+        if "config" in kwargs:
+            # one fleet may span several clouds: a provider sees only its own settings and resources
+            kwargs["config"] = kwargs["config"].for_provider(self.name)
         try:
             return self._callers[hook](**kwargs)
         except ProviderError:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scaler.cli.app import PROVIDER_HELP, app, complete_provider, fail, load_or_exit, make_host
+from scaler.cli.app import PROVIDER_HELP, app, complete_provider, fail, load_or_exit, make_host, resolve_provider
 
 
 @app.command()
@@ -44,8 +44,9 @@ def adopt(
     if not from_prefix or ":" in from_prefix:
         fail("--from-prefix is a workers_prefix: text without ':'", 2)
     host = make_host()
+    # ClearML's autoscaler ran on one cloud: adopt from one provider at a time
+    provider = resolve_provider(host, config, provider, command="adopt")
     cfg = load_or_exit(host, config, provider, vault)
-    provider = cfg.provider_name
     chosen = host.provider(provider)
     source = ClearMLSource()
     who = source.whoami()

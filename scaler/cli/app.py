@@ -135,26 +135,44 @@ PROVIDER_HELP = (
 )
 
 
-def resolve_provider(host: PluginHost, path: Path, provider: str | None, *, from_task: bool = False) -> str:
-    """``--provider``, or the provider of the configuration at ``path``: its one cloud section
-    (a usage error, exit 2, when it holds none or several). For commands that need the provider
-    before they load the configuration (to reject an unknown one before contacting anything)."""
-    from scaler.config.loading import ConfigFileError, ProviderChoiceError, provider_of
+def resolve_providers(host: PluginHost, path: Path, provider: str | None, *, from_task: bool = False) -> list[str]:
+    """``[--provider]``, or the providers the resources of the configuration at ``path`` run on
+    (one fleet may span several clouds; a usage error, exit 2, when it names none). For commands
+    that need them before they load the configuration (to reject an unknown or broken provider
+    before contacting anything)."""
+    from scaler.config.loading import ConfigFileError, ProviderChoiceError, providers_of
 
-    if provider is None:
-        try:
-            found, problems = provider_of(path, host.catalog(), from_task=from_task)
-        except ConfigFileError as exc:
-            fail(str(exc), EXIT_UNREADABLE)
-        except ProviderChoiceError as exc:
-            fail(str(exc), EXIT_USAGE)
-        if found is None:
-            for problem in problems:
-                typer.echo(f"error: {problem.render()}", err=True)
-            fail(f"{path}: {len(problems)} problem(s); fix them or run `scaler validate-config {path}`", EXIT_INVALID)
-        provider = found
-    host.provider(provider)  # unknown provider → PluginError listing the installed ones
-    return provider
+    if provider is not None:
+        host.provider(provider)  # unknown provider → PluginError listing the installed ones
+        return [provider]
+    try:
+        found, problems = providers_of(path, host.catalog(), from_task=from_task)
+    except ConfigFileError as exc:
+        fail(str(exc), EXIT_UNREADABLE)
+    except ProviderChoiceError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if found is None:
+        for problem in problems:
+            typer.echo(f"error: {problem.render()}", err=True)
+        fail(f"{path}: {len(problems)} problem(s); fix them or run `scaler validate-config {path}`", EXIT_INVALID)
+    for name in found:
+        host.provider(name)
+    return found
+
+
+def resolve_provider(
+    host: PluginHost, path: Path, provider: str | None, *, from_task: bool = False, command: str = ""
+) -> str:
+    """``--provider``, or the one provider of the configuration at ``path`` (:func:`resolve_providers`),
+    for a command that works on one provider: exit 2 when its resources run on several."""
+    found = resolve_providers(host, path, provider, from_task=from_task)
+    if len(found) > 1:
+        fail(
+            f"{path}: its resources run on several providers ({', '.join(found)}); {command or 'this command'} works "
+            f"on one: pass --provider {' or --provider '.join(found)}",
+            EXIT_USAGE,
+        )
+    return found[0]
 
 
 def load_or_exit(
@@ -168,8 +186,8 @@ def load_or_exit(
     task_copy: bool = False,
 ) -> Config:
     """Load a config for a command that needs a valid one; print every problem otherwise.
-    With no ``provider``, the configuration's one cloud section chooses it (exit 2 when it holds
-    none or several; ``Config.provider_name`` says which). ``from_task``: the file is a ClearML
+    With no ``provider``, each resource runs on its own (``Config.provider_names``; exit 2 when
+    the configuration names none); ``provider`` restricts it to that provider's resources. ``from_task``: the file is a ClearML
     task's configuration, read as data; ``task_copy``: it is the copy read from the task the
     scaler runs in (problems are fixed in the task)."""
     from scaler.config.loading import ConfigFileError, ProviderChoiceError, load_config
@@ -202,6 +220,11 @@ def load_or_exit(
                 EXIT_INVALID,
             )
         fail(f"{path}: {len(result.errors)} problem(s); fix them or run `scaler validate-config {path}`", EXIT_INVALID)
+    if result.dropped:
+        typer.echo(
+            f"note: --provider {provider} leaves out the resources of other providers: {', '.join(result.dropped)}",
+            err=True,
+        )
     return result.config
 
 

@@ -25,6 +25,7 @@ from scaler.cli.app import (
 if TYPE_CHECKING:
     from scaler.config.loading import LoadResult
     from scaler.config.model import Config
+    from scaler.host import PluginHost, Provider
     from scaler.types import Problem
 
 
@@ -55,8 +56,8 @@ def validate_config(
 ) -> None:
     """Check a configuration: every problem at once, with its path.
 
-    Exit 0 valid, 1 invalid, 2 unreadable, or no --provider and the configuration holds no cloud
-    section or several."""
+    Exit 0 valid, 1 invalid, 2 unreadable, or no --provider and the configuration names no
+    provider."""
     from scaler.config.loading import ConfigFileError, ProviderChoiceError, load_config
 
     host = make_host()
@@ -72,7 +73,8 @@ def validate_config(
             raise typer.Exit(code) from None
         fail(str(exc), code)
     if check_cloud and result.ok and result.config is not None:
-        result.problems.extend(host.provider(result.config.provider_name).check_cloud(result.config))
+        for name in result.config.provider_names:  # each cloud of the fleet
+            result.problems.extend(host.provider(name).check_cloud(result.config))
     if check_clearml and result.ok and result.config is not None:
         result.problems.extend(_check_clearml(result.config))
     _report(file, result, fmt)
@@ -140,6 +142,7 @@ def _report(file: Path, result: LoadResult, fmt: Format) -> None:
         }
         if result.config is not None:
             out["provider"] = result.config.provider_name or None
+            out["providers"] = list(result.config.provider_names)
             out["provider_inferred"] = result.inferred
             out["resources"] = [r.name for r in result.config.resources]
         typer.echo(json.dumps(out, indent=2))
@@ -155,6 +158,9 @@ def _report(file: Path, result: LoadResult, fmt: Format) -> None:
         provider = f"provider {config.provider_name}; " if config.provider_name else ""
         if result.inferred:
             provider = f"provider {config.provider_name}, from its section; "
+        if config.multi_cloud:  # one fleet across clouds: say where each resource runs
+            names = ", ".join(f"{r.name} ({r.provider_name})" for r in config.resources)
+            provider = f"providers {', '.join(config.provider_names)}; "
         typer.echo(
             f"{file}: valid ({provider}{len(config.resources)} resource(s): {names}"
             + (f"; {len(result.warnings)} warning(s)" if result.warnings else "")
@@ -240,5 +246,25 @@ def console_output(
 
     host = make_host()
     cfg = load_or_exit(host, config, provider, vault)
-    text = host.provider(cfg.provider_name).console_output(cfg, instance)
+    text = _provider_of_instance(host, cfg, instance).console_output(cfg, instance)
     typer.echo(redact.machine_output(text, redact.known_secrets(cfg, server_info())), nl=False)
+
+
+def _provider_of_instance(host: PluginHost, cfg: Config, instance: str) -> Provider:
+    """The provider of ``instance``: the configuration's one, or, for a fleet across clouds, the
+    one that lists it (exit 1 when none does)."""
+    from scaler.errors import ProviderError
+
+    if not cfg.multi_cloud:
+        return host.provider(cfg.provider_name)
+    for name in cfg.provider_names:
+        provider = host.provider(name)
+        try:
+            listed = provider.list_instances(cfg, include_foreign=True)
+        except ProviderError as exc:
+            typer.echo(f"warning: provider '{name}' could not be listed ({exc.kind}): {exc}", err=True)
+            continue
+        if any(inst.id == instance for inst in listed):
+            return provider
+    names = ", ".join(cfg.provider_names)
+    fail(f"no provider of this fleet ({names}) lists instance '{instance}'; pass --provider to ask one directly")

@@ -18,6 +18,7 @@ from scaler.cli.app import (
     load_or_exit,
     make_host,
     resolve_provider,
+    resolve_providers,
     stop_before_start,
 )
 from scaler.errors import ScalerError
@@ -210,7 +211,7 @@ def run(
         if config is None:
             fail(f"missing option '--config': {option} stores that file in the task", 2)
         host = make_host()
-        provider = resolve_provider(host, config, provider)
+        provider = resolve_provider(host, config, provider, command=option)
         created = _run_remote(
             host,
             provider,
@@ -246,13 +247,12 @@ def run(
     host = make_host()
     # an unknown or broken provider (or none given, and the configuration does not say which) is
     # reported before anything is contacted
-    provider = resolve_provider(host, config, provider, from_task=from_task)
+    resolve_providers(host, config, provider, from_task=from_task)
     if from_task:
         # values edited in HYPER PARAMETERS > General and the 'resources' object: data, validated below
         edited = clearml_task.apply_task_edits(task, config, host.catalog())
         if edited:
             logging.getLogger("scaler").info("task edits applied over its configuration: %s", ", ".join(edited))
-    chosen = host.provider(provider)
     source = ClearMLSource()
     vaults: list[tuple[str, str]] = []
     if server_vault:
@@ -264,6 +264,8 @@ def run(
             )
         vaults = found
     cfg = load_or_exit(host, config, provider, vault, vaults, from_task=from_task, task_copy=from_task)
+    # one fleet may span several clouds: each resource's provider serves it
+    chosen = {name: host.provider(name) for name in cfg.provider_names}
     from scaler.engine.render import check_agent_auth
 
     # machines launched without ClearML credentials would never register: say so before any launch

@@ -18,7 +18,7 @@ from scaler.cli.app import (
     complete_provider,
     load_or_exit,
     make_host,
-    resolve_provider,
+    resolve_providers,
 )
 
 
@@ -55,11 +55,11 @@ def status(
 
     setup_logging("ERROR")  # unreadable sources are part of the output, not log lines
     host = make_host()
-    provider = resolve_provider(host, config, provider)
-    chosen = host.provider(provider)
+    resolve_providers(host, config, provider)
     source = ClearMLSource()
     vaults = (source.read_vaults() or []) if server_vault else []
     cfg = load_or_exit(host, config, provider, vault, vaults)
+    chosen = [host.provider(name) for name in cfg.provider_names]  # every cloud of the fleet
     who = source.whoami()  # the fleet identity is made of it; unknown while ClearML cannot be read
     if who is not None:
         cfg = replace(cfg, fleet_id=fleet_identity(cfg.scaler.name, who.server, who.company))

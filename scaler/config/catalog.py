@@ -169,6 +169,75 @@ class Catalog:
             list(found),
         )
 
+    def resource_providers(self, raw: Any, given: str | None = None) -> tuple[list[str], list[tuple[str, str]]]:
+        """The provider of each resource of a parsed configuration, and ``(path, message)`` for
+        each resource whose provider cannot be told ("" in the list). A resource's provider is
+        its ``provider`` key; else the one provider whose subsection it holds; else the
+        configuration's one cloud (:meth:`cloud_sections`). With sections of several clouds and
+        none of these, its ``provider`` is required. ``given`` (``--provider``): a configuration
+        whose resources span several providers keeps them (a resource that names none is
+        ``given``'s), any other runs wholly on ``given``."""
+        resources = raw.get("resources") if isinstance(raw, Mapping) else None
+        items = resources if isinstance(resources, list) else []
+        clouds = list(self.cloud_sections(raw))
+        if given:
+            own, unclear = self.resource_providers(raw)
+            if len({name for name in own if name}) < 2:
+                # a configuration of one cloud (or none) runs wholly on --provider, as written for
+                # another (``scaler simulate`` of an AWS configuration); several: it picks its own
+                return [given] * len(items), [p for p in unclear if not p[1].startswith("is required")]
+            default = given
+        else:
+            default = clouds[0] if len(clouds) == 1 else ""
+        found: list[str] = []
+        problems: list[tuple[str, str]] = []
+        installed = ", ".join(self.providers) or "none"
+        for index, item in enumerate(items):
+            where = f"resources[{index}]"
+            if not isinstance(item, Mapping):
+                found.append("")
+                continue
+            explicit = item.get("provider")
+            subsections = [key for key in item if key in self.providers]
+            if explicit is not None:
+                if not isinstance(explicit, str) or explicit not in self.providers:
+                    problems.append(
+                        (f"{where}.provider", f"unknown provider {explicit!r}; installed providers: {installed}")
+                    )
+                    found.append("")
+                    continue
+                found.append(explicit)
+            elif len(subsections) == 1:
+                found.append(subsections[0])
+            elif len(subsections) > 1:
+                problems.append(
+                    (
+                        where,
+                        f"holds the sections of several providers ({', '.join(subsections)}); a resource runs on one "
+                        "cloud: keep one section, or make one resource per cloud",
+                    )
+                )
+                found.append("")
+            elif default:
+                found.append(default)
+            elif clouds:
+                problems.append(
+                    (
+                        f"{where}.provider",
+                        f"is required when the configuration holds several clouds ({', '.join(clouds)}): write "
+                        + " or ".join(f"provider = {name}" for name in clouds),
+                    )
+                )
+                found.append("")
+            else:
+                found.append("")
+        return found, problems
+
+    def active_providers(self, raw: Any, given: str | None = None) -> list[str]:
+        """The providers a configuration's resources run on, in config order (each once)."""
+        found, _ = self.resource_providers(raw, given)
+        return list(dict.fromkeys(name for name in found if name))
+
     def top_level_keys(self) -> list[str]:
         return sorted({*(s.name for s in self.top_sections), "resources", *self.providers})
 

@@ -42,9 +42,16 @@ class LoadResult:
     problems: list[Problem] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
     vault: VaultMerge | None = None
-    #: the provider the configuration was checked for (given, or inferred from its cloud section)
+    #: the provider the configuration was checked for (given, or inferred from its cloud section);
+    #: ``None`` when its resources run on several (``providers``)
     provider: str | None = None
     inferred: bool = False  #: the provider was inferred (no --provider given)
+    #: the providers of the run, in config order: ``--provider``, or every resource's
+    providers: list[str] = field(default_factory=list)
+    #: each provider's vault merge (``vault`` is them all, combined)
+    vaults: dict[str, VaultMerge] = field(default_factory=dict)
+    #: resources left out of the run by ``--provider`` (``name (provider)``)
+    dropped: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Problem]:
@@ -250,13 +257,17 @@ def build_config(
     provider: str = "",
     vault: VaultMerge | None = None,
     catalog: Catalog | None = None,
+    vaults: Mapping[str, VaultMerge] | None = None,
 ) -> Config:
     """The typed config from a raw config that validated without errors.
 
-    ``provider_settings`` and each ``Resource.provider`` are the provider's normalised sections
-    (defaults applied, durations in seconds, secrets as :class:`Secret`), as declared in
-    ``catalog`` (default: the installed plugins'); a provider that declares no section gets
-    them as written.
+    Each resource runs on its provider (:meth:`Catalog.resource_providers`); ``provider``
+    (``--provider``) restricts the run to that provider's resources. ``Config.providers`` holds
+    each provider's normalised top-level section, and each ``Resource.provider`` its normalised
+    subsection (defaults applied, durations in seconds, secrets as :class:`Secret`), as declared
+    in ``catalog`` (default: the installed plugins'); a provider that declares no section gets
+    them as written. ``vaults`` are the vault merges of each provider (``vault``: of the one
+    provider).
     """
     catalog = catalog if catalog is not None else installed_catalog()
     checked = check_config(raw, catalog, provider or None)
@@ -270,30 +281,44 @@ def build_config(
         git=GitSettings(user=git["user"], password=_secret(git["password"])),
         agent_credentials=AgentCredentials(_secret(creds["access_key"]), _secret(creds["secret_key"])),
     )
-    declared = bool(provider) and catalog.section(provider) is not None
+    owners = checked.resource_providers
     resources = []
     for index, item in enumerate(raw.get("resources") or []):
+        own = (owners[index] if index < len(owners) else "") or provider
+        if provider and own != provider:
+            continue  # --provider restricts the run to its own resources
         values = {k: v for k, v in (checked.common[index] or {}).items() if k in _RESOURCE_KEYS}
         values["extra_agent_args"] = tuple(values["extra_agent_args"])
         if _says_no_docker(item, "docker_image"):
             values["docker_image"] = NO_DOCKER  # an empty docker_image would mean the default image
-        if declared:
-            section: Any = checked.subsections[index].get(provider, {})
+        if own and catalog.section(own) is not None:
+            section: Any = checked.subsections[index].get(own, {})
         else:
-            section = item.get(provider) if provider else None
-        resources.append(Resource(**values, provider=dict(section) if isinstance(section, Mapping) else {}))
-    if declared:
-        provider_settings: Any = checked.sections.get(provider, {})
-    else:
-        provider_settings = raw.get(provider) if provider else None
+            section = item.get(own) if own else None
+        resources.append(
+            Resource(**values, provider=dict(section) if isinstance(section, Mapping) else {}, provider_name=own)
+        )
+    names = list(dict.fromkeys(r.provider_name for r in resources if r.provider_name)) or (
+        [provider] if provider else []
+    )
+    providers: dict[str, dict[str, Any]] = {}
+    for name in names:
+        found = checked.sections.get(name, {}) if catalog.section(name) is not None else raw.get(name)
+        providers[name] = dict(found) if isinstance(found, Mapping) else {}
+    merges = dict(vaults or {})
+    if vault is not None and not merges and len(names) == 1:
+        merges[names[0]] = vault
+    single = names[0] if len(names) == 1 else ""
     return Config(
         scaler=settings,
         resources=tuple(resources),
-        provider_name=provider,
-        provider_settings=dict(provider_settings) if isinstance(provider_settings, Mapping) else {},
-        vault_scripts=tuple(vault.scripts) if vault else (),
-        vault_clearml_conf=tuple(vault.clearml_conf) if vault else (),
+        provider_name=single,
+        provider_settings=providers.get(single, {}),
+        vault_scripts=tuple(t for m in merges.values() for t in m.scripts),
+        vault_clearml_conf=tuple(t for m in merges.values() for t in m.clearml_conf),
         raw=dict(raw),
+        providers=providers,
+        provider_vaults={name: (tuple(m.scripts), tuple(m.clearml_conf)) for name, m in merges.items()},
     )
 
 
@@ -304,7 +329,7 @@ def _says_no_docker(section: Any, key: str) -> bool:
 
 
 #: the common keys of a resource that :class:`Resource` holds (a plugin may add inline keys of its own)
-_RESOURCE_KEYS = frozenset(f.name for f in dataclasses.fields(Resource)) - {"provider"}
+_RESOURCE_KEYS = frozenset(f.name for f in dataclasses.fields(Resource)) - {"provider", "provider_name"}
 
 
 def load_config(
@@ -320,9 +345,11 @@ def load_config(
 ) -> LoadResult:
     """Read, merge the vaults, validate through every plugin, and build the typed config.
 
-    ``infer_provider``: with no ``provider``, the configuration's one cloud section chooses it
-    (:meth:`Catalog.choose_provider`); zero or several raise :class:`ProviderChoiceError`, a
-    usage error. Without it, no provider means the configuration is checked for none.
+    With no ``provider``, each resource runs on its own provider (its ``provider`` key, its one
+    provider subsection, or the configuration's one cloud section: one fleet may span several
+    clouds); ``provider`` restricts the run to that provider's resources (the others are listed
+    in ``LoadResult.dropped``). ``infer_provider``: a configuration that names no provider at
+    all raises :class:`ProviderChoiceError`, a usage error; without it, it is checked for none.
 
     ``server_vaults`` are ``(description, HOCON text)`` pairs read from the ClearML server;
     they merge first, then the ``--vault`` file (the more explicit source wins).
@@ -337,20 +364,37 @@ def load_config(
     if problems:
         return LoadResult(None, problems, provider=provider)
 
-    vault: VaultMerge | None = None
     if vault_path is not None and vault_text is None:
         vault_text = read_text(vault_path, "vault file")
     inferred = False
+    catalog = host.catalog()
+    run_providers = [provider] if provider else catalog.active_providers(raw)
     if provider is None and infer_provider:
-        provider, inferred = host.catalog().choose_provider(raw, str(path)), True
-    result = LoadResult(None, raw=raw, provider=provider, inferred=inferred)
+        if not run_providers and len(catalog.cloud_sections(raw)) < 2:
+            catalog.choose_provider(raw, str(path))  # raises: no cloud section says which
+        inferred = True
+    result = LoadResult(
+        None,
+        raw=raw,
+        provider=run_providers[0] if len(run_providers) == 1 else provider,
+        inferred=inferred,
+        providers=run_providers,
+    )
     sources = list(server_vaults)
     if vault_text is not None:
         sources.append((str(vault_path or "vault"), vault_text))
-    for source, body in sources:
-        merged, raw = _apply_vault(raw, body, host, provider, source, result.problems)
-        vault = _combine(vault, merged)
-    result.vault = vault
+    vaults: dict[str, VaultMerge] = {}
+    # each provider's auto_scaler.v1.<provider> merges in turn, in the order of the run's providers
+    order: list[str | None] = [*run_providers] or [None]
+    for name in order:
+        vault: VaultMerge | None = None
+        for source, body in sources:
+            merged, raw = _apply_vault(raw, body, host, name, source, result.problems)
+            vault = _combine(vault, merged)
+        if vault is not None and name is not None:
+            vaults[name] = vault
+        result.vault = _combine(result.vault, vault)
+    result.vaults = vaults
     result.raw = raw
 
     providers = host.provider_names()
@@ -373,7 +417,25 @@ def load_config(
     hidden = [*_substituted_values(text, *(body for _, body in sources)), *_secret_values(raw, host.catalog())]
     result.problems = [_redact(p, hidden) for p in result.problems]
     if not result.errors:
-        result.config = build_config(raw, provider=provider or "", vault=vault, catalog=host.catalog())
+        config = build_config(raw, provider=provider or "", vaults=vaults, catalog=host.catalog())
+        if provider and not config.resources and isinstance(raw.get("resources"), list) and raw["resources"]:
+            others = ", ".join(catalog.active_providers(raw)) or "none"
+            result.problems.append(
+                Problem(
+                    "resources",
+                    f"no resource runs on provider '{provider}' (the resources run on: {others}); "
+                    "leave out --provider to run them all, or pass one of theirs",
+                )
+            )
+            return result
+        result.config = config
+        result.dropped = [
+            f"{item.get('name', index)} ({owner})"
+            for index, (item, owner) in enumerate(
+                zip(raw.get("resources") or [], catalog.resource_providers(raw, provider)[0], strict=False)
+            )
+            if provider and owner and owner != provider and isinstance(item, Mapping)
+        ]
     return result
 
 
@@ -387,15 +449,22 @@ def _parse_config(
     return parse_hocon(text, source=str(path), base_dir=Path(path).resolve().parent)
 
 
-def provider_of(path: str | Path, catalog: Catalog, *, from_task: bool = False) -> tuple[str | None, list[Problem]]:
-    """The provider a configuration file is for when none is given (its one cloud section), for a
-    command that needs it before loading the configuration; ``(None, problems)`` when the file
-    does not parse. Raises :class:`ConfigFileError` (unreadable) and :class:`ProviderChoiceError`
-    (no cloud section, or several)."""
+def providers_of(
+    path: str | Path, catalog: Catalog, *, from_task: bool = False
+) -> tuple[list[str] | None, list[Problem]]:
+    """The providers a configuration file's resources run on when no ``--provider`` is given
+    (:meth:`Catalog.active_providers`), for a command that needs them before loading the
+    configuration; ``(None, problems)`` when the file does not parse. Raises
+    :class:`ConfigFileError` (unreadable) and :class:`ProviderChoiceError` (it names no provider)."""
     raw, problems = _parse_config(read_text(path), path, catalog, from_task)
     if problems:
         return None, problems
-    return catalog.choose_provider(raw, str(path)), []
+    found, unknown = catalog.resource_providers(raw)
+    if unknown:  # e.g. several clouds and a resource that names none: every such resource is told
+        return None, [Problem(where, message) for where, message in unknown]
+    if not any(found):
+        catalog.choose_provider(raw, str(path))  # raises: no cloud section says which
+    return list(dict.fromkeys(name for name in found if name)), []
 
 
 def own_secret_variables(catalog: Catalog) -> AllowSubstitution:

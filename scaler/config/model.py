@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scaler.types import TAG_FLEET, TAG_LAUNCH_TOKEN, TAG_RESOURCE, TAG_SCALER, Secret
@@ -69,9 +69,10 @@ class ScalerSettings:
 
 @dataclass(frozen=True)
 class Resource:
-    """One entry of ``resources``. ``provider`` is this resource's ``<provider> { … }``
-    subsection, normalised by core from the provider's declaration (defaults applied,
-    durations in seconds, secrets as :class:`~scaler.types.Secret`)."""
+    """One entry of ``resources``. ``provider_name`` is the provider its machines run on (its
+    ``provider`` key, or inferred: see docs/multi-cloud.md); ``provider`` is this resource's
+    ``<provider> { … }`` subsection, normalised by core from the provider's declaration
+    (defaults applied, durations in seconds, secrets as :class:`~scaler.types.Secret`)."""
 
     name: str
     queue: str
@@ -85,6 +86,7 @@ class Resource:
     init_script: str = ""
     extra_agent_args: tuple[str, ...] = ()
     provider: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    provider_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,14 @@ class Config:
     :class:`~scaler.types.Secret`);
     ``vault_scripts`` / ``vault_clearml_conf`` are the vault's accumulated
     ``extra_vm_bash_script`` / ``extra_clearml_conf`` texts, in merge order.
+
+    A configuration may hold resources of several providers (one fleet across clouds):
+    ``providers`` maps each provider the run serves, in the order its first resource comes, to
+    its normalised top-level section, and ``provider_vaults`` to the vault texts of its own
+    ``auto_scaler.v1.<provider>``. A provider hook never sees that whole: the host calls it
+    with :meth:`for_provider`, the view of one provider (``provider_name``,
+    ``provider_settings``, only its resources, only its vault texts). With one provider the
+    configuration is its own view.
 
     ``fleet_id`` is the fleet identity (:func:`scaler.types.fleet_identity` of ``scaler.name``,
     the ClearML server and its workspace), set by core before any provider hook is called by
@@ -111,6 +121,48 @@ class Config:
     vault_clearml_conf: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
     fleet_id: str = ""
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
+    provider_vaults: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+
+    @property
+    def provider_names(self) -> tuple[str, ...]:
+        """The providers this configuration's resources run on, in config order."""
+        if self.providers:
+            return tuple(self.providers)
+        return (self.provider_name,) if self.provider_name else ()
+
+    @property
+    def multi_cloud(self) -> bool:
+        return len(self.provider_names) > 1
+
+    def provider_of(self, resource: str) -> str:
+        """The provider of resource ``resource`` ("" when it is not configured)."""
+        found = self.resource(resource)
+        return (found.provider_name or self.provider_name) if found is not None else ""
+
+    def for_provider(self, name: str) -> Config:
+        """What a hook of provider ``name`` is given: this configuration as if ``name`` were its
+        only provider (its settings, its resources, its vault texts). The same object when it is."""
+        if not self.multi_cloud and name in (self.provider_name, ""):
+            return self
+        views = self.__dict__.setdefault("_views", {})
+        view = views.get(name)
+        if view is None:
+            scripts, conf = self.provider_vaults.get(name, ((), ()))
+            view = replace(
+                self,
+                provider_name=name,
+                provider_settings=dict(self.providers.get(name, {})),
+                resources=tuple(r for r in self.resources if r.provider_name == name),
+                vault_scripts=scripts,
+                vault_clearml_conf=conf,
+                providers={name: dict(self.providers.get(name, {}))},
+                provider_vaults={name: (scripts, conf)} if name in self.provider_vaults else {},
+            )
+            views[name] = view
+        return view
 
     def tags_for(self, resource: str, launch_token: str) -> dict[str, str]:
         """The ownership tags a provider writes on every machine it launches for ``resource``:

@@ -290,6 +290,15 @@ RESOURCE_FIELDS = (
         ask="Bash to run before the agent starts (one line, @FILE to read a file; empty: none)",
     ),
     Field("extra_agent_args", "list", "Extra arguments for `clearml-agent daemon` on this resource.", default=[]),
+    Field(
+        "provider",
+        "str",
+        "The provider (cloud) this resource's machines run on, e.g. `aws` or `gcp`. Not set: the provider whose "
+        "subsection the resource holds, else the configuration's one cloud section; required when the "
+        "configuration holds several clouds. One fleet may span several clouds (docs/multi-cloud.md).",
+        default="",
+        example="provider = gcp",
+    ),
 )
 
 SCALER = Section("scaler", "Settings of the whole fleet.", fields=SCALER_FIELDS)

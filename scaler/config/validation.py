@@ -3,13 +3,16 @@
 Core does this for every plugin, from the declarations alone (:class:`~scaler.config.catalog.Catalog`):
 
 * the top level holds ``resources``, the declared sections and the provider names;
+* each resource runs on one provider (:meth:`Catalog.resource_providers`: its ``provider``
+  key, its one provider subsection, ``--provider``, or the configuration's one cloud); the
+  providers of the resources are the run's (one fleet may span several clouds);
 * every top-level section is checked against its ``fields`` when it applies to the run (core's,
-  a plugin's that is no provider, the chosen provider's) and, for another provider's, where
-  it is written;
+  a plugin's that is no provider, the section of a provider the resources run on) and, for
+  another provider's, where it is written;
 * ``resources`` is a non-empty list of objects; each is checked against the inline fields (the
   common keys) and each ``resources[i].<section>`` against the section's ``resource_fields``:
-  required for the chosen provider when one of those fields is required, checked where
-  written otherwise;
+  required for the resource's provider when one of those fields is required, checked where
+  written otherwise; another provider's subsection on a resource is an error;
 * then each plugin's ``scaler_validate_config`` runs the checks between keys that a per-key
   schema cannot express, on its own normalised sections (``cross_check``).
 
@@ -43,6 +46,10 @@ class CheckedConfig:
     common: list[dict[str, Any] | None] = field(default_factory=list)
     #: per resource: section name -> its normalised ``resources[i].<section>``
     subsections: list[dict[str, dict[str, Any]]] = field(default_factory=list)
+    #: per resource: the provider it runs on ("" when none can be told)
+    resource_providers: list[str] = field(default_factory=list)
+    #: the providers of the run: ``--provider`` if given, and every resource's, in config order
+    providers: list[str] = field(default_factory=list)
 
 
 def _object_problem(path: str, value: Any) -> Problem:
@@ -73,12 +80,33 @@ def _misplaced(key: str, homes: list[KeyHome], where: str) -> str:
 def check_config(
     raw: Any, catalog: Catalog, provider: str | None, *, cross_check: CrossCheck | None = None
 ) -> CheckedConfig:
-    """Check ``raw`` (a parsed configuration) for ``provider`` against ``catalog``."""
+    """Check ``raw`` (a parsed configuration) against ``catalog``; ``provider`` is ``--provider``
+    (the provider of a resource that names none; ``None``: the configuration says)."""
     result = CheckedConfig()
     problems = result.problems
     if not isinstance(raw, Mapping):
         problems.append(Problem("", f"the configuration must be an object, got {type_name(raw)}"))
         return result
+    result.resource_providers, unknown = catalog.resource_providers(raw, provider)
+    problems += [Problem(path, message) for path, message in unknown]
+    result.providers = list(
+        dict.fromkeys([*([provider] if provider else []), *filter(None, result.resource_providers)])
+    )
+    active = set(result.providers)
+    for key in raw:
+        if key in catalog.providers and key not in active and provider is None and result.providers:
+            problems.append(
+                Problem(
+                    str(key),
+                    f"no resource runs on provider '{key}', so this section is not used; give a resource "
+                    f"`provider = {key}` (and its `{key} {{ }}` settings) to use it",
+                    severity="warning",
+                )
+            )
+
+    def applies(name: str) -> bool:
+        return name in active or not catalog.is_provider_section(name)
+
     known_top = catalog.top_level_keys()
     for key in raw:
         if key not in known_top:
@@ -96,7 +124,7 @@ def check_config(
     written_top: set[str] = set()
     for section in catalog.top_sections:
         value = raw.get(section.name)
-        if value is None and not catalog.applies(section.name, provider):
+        if value is None and not applies(section.name):
             continue
         if value is not None and not isinstance(value, Mapping):
             problems.append(_object_problem(section.name, value))
@@ -126,6 +154,7 @@ def check_config(
         where = f"resources[{index}]"
         subsections: dict[str, dict[str, Any]] = {}
         result.subsections.append(subsections)
+        own = result.resource_providers[index] if index < len(result.resource_providers) else ""
         if not isinstance(item, Mapping):
             problems.append(Problem(where, f"must be an object, got {type_name(item)}"))
             result.common.append(None)
@@ -133,23 +162,23 @@ def check_config(
         # a key of a section written on the resource itself (ClearML's flat spelling): say where it goes
         inline_names = {f.name for f in catalog.inline_fields}
         homes = {
-            key: catalog.resource_key_homes(str(key), provider)
+            key: catalog.resource_key_homes(str(key), own or provider)
             for key in item
             if key not in inline_names and key not in subsection_names
         }
         misplaced = {key: found for key, found in homes.items() if found}
         for key, found in misplaced.items():
             problems.append(Problem(f"{where}.{key}", _misplaced(str(key), found, where)))
-        if provider:  # a key of another provider's section: say whose
+        if own:  # a key of another provider's section: say whose
             for key in [key for key, found in homes.items() if not found]:
-                elsewhere = [h for h in catalog.resource_key_homes(str(key), None) if h.section != provider]
+                elsewhere = [h for h in catalog.resource_key_homes(str(key), None) if h.section != own]
                 if elsewhere and all(catalog.is_provider_section(h.section) for h in elsewhere):
                     misplaced[key] = elsewhere
                     sections = " or ".join(sorted({f"`{h.section} {{ }}`" for h in elsewhere}))
                     problems.append(
                         Problem(
                             f"{where}.{key}",
-                            f"unknown key '{key}' on a resource: a key of {sections}, and the provider is '{provider}'",
+                            f"unknown key '{key}' on a resource: a key of {sections}, and the provider is '{own}'",
                         )
                     )
         if misplaced:
@@ -160,8 +189,17 @@ def check_config(
         for section in catalog.top_sections:
             sub = item.get(section.name)
             path = f"{where}.{section.name}"
+            mine = section.name == own or not catalog.is_provider_section(section.name)
+            if sub is not None and not mine and own and item.get("provider") == own:
+                problems.append(
+                    Problem(
+                        path,
+                        f"this resource runs on '{own}' (its provider), not '{section.name}': a resource runs on "
+                        f"one cloud; remove `{section.name} {{ }}` or make it a resource of its own",
+                    )
+                )
             if sub is None:
-                if section.resource_fields and catalog.applies(section.name, provider):
+                if section.resource_fields and mine:
                     if section.resource_required:
                         problems.append(Problem(path, _required_message(section, catalog)))
                     subsections[section.name] = check_section({}, section.resource_fields, path).values
@@ -174,7 +212,7 @@ def check_config(
             subsections[section.name] = checked.values
 
     if cross_check is not None:
-        problems += _cross_checks(raw, items, result, catalog, provider, written_top, cross_check)
+        problems += _cross_checks(raw, items, result, catalog, active, written_top, cross_check)
     return result
 
 
@@ -183,7 +221,7 @@ def _cross_checks(
     items: list[Any],
     result: CheckedConfig,
     catalog: Catalog,
-    provider: str | None,
+    active: set[str],
     written_top: set[str],
     cross_check: CrossCheck,
 ) -> list[Problem]:
@@ -206,7 +244,7 @@ def _cross_checks(
                         frozenset(item[section.name]),
                     )
                 )
-        applies = catalog.applies(section.name, provider)
+        applies = section.name in active or not catalog.is_provider_section(section.name)
         if not (applies or section.name in written_top or resources):
             continue
         settings = result.sections.get(section.name, {})

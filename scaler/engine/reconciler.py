@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -96,6 +96,8 @@ class TickReport:
     consoles: dict[str, str] = field(default_factory=dict)
     clearml_ok: bool = True
     cloud_ok: bool = True
+    #: providers that could not be listed this tick (their machines were left as last seen)
+    unlisted: list[str] = field(default_factory=list)
     duration: float = 0.0
 
     def failures(self) -> list[str]:
@@ -107,6 +109,8 @@ class TickReport:
             out.append("another scaler of this fleet holds the lease (or it could not be checked): nothing was done")
         elif not self.cloud_ok:
             out.append("the cloud could not be listed")
+        elif self.unlisted:
+            out.append(f"provider(s) {', '.join(self.unlisted)} could not be listed")
         if self.errors["bug"]:
             out.append("the tick failed unexpectedly (see the log)")
         return out
@@ -122,7 +126,7 @@ class Reconciler:
         self,
         config: Config,
         host: PluginHost,
-        provider: Provider,
+        provider: Provider | Mapping[str, Provider],
         source: QueueSource,
         *,
         clock: Callable[[], float] = time.time,
@@ -133,7 +137,12 @@ class Reconciler:
         self.config = config
         self.lease = lease  # single-writer safety: act only while holding the fleet's lease
         self.host = host
-        self.provider = provider
+        #: the fleet's providers by name (one fleet may span several clouds), in config order
+        self.providers: dict[str, Provider] = (
+            dict(provider) if isinstance(provider, Mapping) else {provider.name: provider}
+        )
+        self._where: dict[str, str] = {}  # instance id -> the provider that listed or launched it
+        self._last_listed: dict[str, list[Instance]] = {}  # provider -> its last successful listing
         self.source = source
         self.clock = clock
         # measures real elapsed time to tell a wall-clock jump from time passing; an injected
@@ -152,6 +161,16 @@ class Reconciler:
         self._cannot_tag = False  # the provider has no scaler_tag_instances (said once)
         # called with each TickReport at the end of tick() (state file, metrics, ClearML task)
         self.listeners: list[Callable[[TickReport], None]] = []
+
+    @property
+    def provider(self) -> Provider:
+        """The fleet's first provider (its only one, unless the fleet spans several clouds)."""
+        return next(iter(self.providers.values()))
+
+    def provider_for(self, instance_id: str = "", resource: str = "") -> Provider:
+        """The provider of an instance (the one that listed or launched it), else of a resource."""
+        name = self._where.get(instance_id) or self.config.provider_of(resource)
+        return self.providers.get(name) or self.provider
 
     # -- one tick ------------------------------------------------------------------------
 
@@ -207,14 +226,7 @@ class Reconciler:
                 report.cloud_ok = False  # not listed: the tick stopped here
                 return
             self._lease_message = ""
-        instances: list[Instance] | None
-        try:
-            instances = self.provider.list_instances(config)
-        except ProviderError as exc:
-            instances = None
-            report.errors[exc.kind] += 1
-            log.warning("listing instances failed (%s): %s", exc.kind, exc)
-        report.cloud_ok = instances is not None
+        instances, frozen = self._list(report)
         report.pending = {name: q.pending for name, q in (queues or {}).items()}
         obs = Observation(report.now, queues, workers, instances)
         idle_before = dict(self.state.idle_since)
@@ -231,9 +243,61 @@ class Reconciler:
             (log.debug if notice.message in said else log.info)("%s", notice.message)
 
         self._adopt(decision, report)
-        self._terminate(decision, report, idle_before)
+        self._terminate(decision, report, idle_before, frozen)
         self._requeue(decision, workers, instances, report)
         self._launch(decision, obs, report)
+
+    def _list(self, report: TickReport) -> tuple[list[Instance] | None, set[str]]:
+        """Every provider's instances, each provider listed once, and the ids not to act on.
+
+        A provider that cannot be listed while another can stands for its machines as last seen:
+        they still count (against ``max_instances`` and the fleet caps, in a queue's demand),
+        nothing of theirs is terminated (their ids come back frozen), and nothing is launched on
+        that provider this tick; if it was never listed, nothing is launched for the queues it
+        serves (nor anywhere, with a fleet cap set). ``None`` when no provider could be listed."""
+        config = self.config
+        found: list[Instance] = []
+        frozen: set[str] = set()
+        blocked: set[str] = set()
+        for name, provider in self.providers.items():
+            try:
+                listed = provider.list_instances(config)
+            except ProviderError as exc:
+                report.errors[exc.kind] += 1
+                report.unlisted.append(name)
+                log.warning("listing instances of provider '%s' failed (%s): %s", name, exc.kind, exc)
+                own = [r for r in config.resources if (r.provider_name or config.provider_name) == name]
+                blocked |= {r.name for r in own}
+                last = self._last_listed.get(name)
+                if last is None:
+                    queues = {r.queue for r in own}
+                    blocked |= {r.name for r in config.resources if r.queue in queues}
+                    if config.scaler.max_instances_total or config.scaler.max_hourly_cost:
+                        blocked |= {r.name for r in config.resources}
+                    continue
+                found += last
+                frozen |= {inst.id for inst in last}
+                continue
+            self._last_listed[name] = listed
+            for inst in listed:
+                self._where[inst.id] = name
+            found += listed
+        if len(report.unlisted) == len(self.providers):
+            report.cloud_ok = False
+            return None, frozen
+        if report.unlisted:
+            log.warning(
+                "provider(s) %s could not be listed: their machines are left as last seen; no launch on %s this tick",
+                ", ".join(report.unlisted),
+                ", ".join(sorted(blocked)) or "them",
+            )
+            for name in blocked:  # skipped by this tick's plans (and re-plans) only
+                until = self.state.capacity_blocked_until.get(name, 0)
+                self.state.capacity_blocked_until[name] = max(until, report.now + 1e-3)
+        if len(self._where) > 4 * len(found) + 1000:  # forget the machines long gone
+            alive = {inst.id for inst in found}
+            self._where = {k: v for k, v in self._where.items() if k in alive}
+        return found, frozen
 
     def _adopt(self, decision: Decision, report: TickReport) -> None:
         """Tag the legacy instances this fleet's workers run on with the fleet identity, once."""
@@ -250,15 +314,19 @@ class Reconciler:
         if self.dry_run:
             log.info("[dry-run] would %s", line)
             return
+        by_provider: dict[str, list[str]] = defaultdict(list)
+        for inst in todo:
+            by_provider[self.provider_for(inst.id, inst.resource).name].append(inst.id)
         try:
-            self.provider.tag_instances(self.config, ids, {TAG_FLEET: self.config.fleet_id})
+            for name, some in by_provider.items():
+                self.providers[name].tag_instances(self.config, some, {TAG_FLEET: self.config.fleet_id})
         except NotImplementedByProvider:
             self._cannot_tag = True
             log.warning(
                 "provider '%s' cannot tag instances (no scaler_tag_instances): legacy instance(s) %s stay "
                 "untagged; they are managed while their workers are on this ClearML server, and never "
                 "terminated as orphans",
-                self.provider.name,
+                name,
                 ", ".join(ids),
             )
             return
@@ -323,8 +391,14 @@ class Reconciler:
 
     # -- terminate -------------------------------------------------------------------------
 
-    def _terminate(self, decision: Decision, report: TickReport, idle_before: dict[str, float]) -> None:
+    def _terminate(
+        self, decision: Decision, report: TickReport, idle_before: dict[str, float], frozen: set[str]
+    ) -> None:
         todo = list(decision.terminations)
+        if frozen:  # machines of a provider that could not be listed: as last seen, never acted on
+            held = [t for t in todo if t.instance_id in frozen]
+            termination_deferred(self.state, held, idle_before, report.now)
+            todo = [t for t in todo if t.instance_id not in frozen]
         if not todo:
             return
         if self.dry_run:
@@ -342,12 +416,12 @@ class Reconciler:
                 log.info("spared %s: its worker just took a task", item.instance_id)
                 termination_spared(self.state, item.instance_id)
             todo = [t for t in todo if t not in spared]
-        by_resource: dict[str, list[Terminate]] = defaultdict(list)
+        by_resource: dict[tuple[str, str], list[Terminate]] = defaultdict(list)
         for item in todo:
             if item.capture_console or item.kind is TerminationKind.STOPPED:
                 self._save_console(item, report)
-            by_resource[item.resource].append(item)
-        for resource, items in by_resource.items():
+            by_resource[(self.provider_for(item.instance_id, item.resource).name, item.resource)].append(item)
+        for (provider, resource), items in by_resource.items():
             for item in items:
                 line = f"terminate {item.instance_id} ({resource}, {item.kind}): {item.reason}"
                 report.actions.append(line)
@@ -357,7 +431,7 @@ class Reconciler:
             # before the call: its answer may be lost after the cloud acted
             termination_recorded(self.state, [t.instance_id for t in items], report.now)
             try:
-                self.provider.terminate(self.config, [t.instance_id for t in items])
+                self.providers[provider].terminate(self.config, [t.instance_id for t in items])
             except ProviderError as exc:
                 report.errors[exc.kind] += 1
                 termination_deferred(self.state, items, idle_before, report.now)
@@ -375,7 +449,7 @@ class Reconciler:
     def _save_console(self, item: Terminate, report: TickReport) -> None:
         instance_id = item.instance_id
         try:
-            text = self.provider.console_output(self.config, instance_id)
+            text = self.provider_for(instance_id, item.resource).console_output(self.config, instance_id)
         except ProviderError as exc:
             log.warning("console output of %s instance %s unavailable: %s", item.kind, instance_id, exc)
             return
@@ -433,8 +507,9 @@ class Reconciler:
         resource = self.config.resource(launch.resource)
         assert resource is not None
         log.info("%s", line)
+        provider = self.provider_for(resource=launch.resource)
         try:
-            created = self.provider.launch(
+            created = provider.launch(
                 self.config, resource, launch.count, self._script(launch.resource), launch.token, launch.spot
             )
         except CapacityError as exc:
@@ -467,6 +542,8 @@ class Reconciler:
             return None if exc.kind == "quota" else []
         record_launch_success(self.state, launch)
         launch_seen(self.state, [inst.id for inst in created], report.now)
+        for inst in created:
+            self._where[inst.id] = provider.name
         report.launched[launch.resource] += len(created)
         # seen as booting by a re-plan in this tick, and as this fleet's (it just launched them)
         return [
@@ -489,7 +566,7 @@ class Reconciler:
             "scaler '%s' managing %d resource(s) on %s%s; polling every %ss",
             self.config.scaler.name,
             len(self.config.resources),
-            self.provider.name,
+            " and ".join(self.providers),
             " (dry run)" if self.dry_run else "",
             f"{self.config.scaler.polling_interval:g}",
         )

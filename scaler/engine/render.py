@@ -338,6 +338,7 @@ def _for_a_person(config: Config, context: RenderContext) -> Callable[[str], str
 
 def render_clearml_conf(host: PluginHost, config: Config, resource: Resource, context: RenderContext) -> str:
     """The agents' clearml.conf; a :class:`ConfigError` when they would have no credentials."""
+    config = config.for_provider(resource.provider_name or config.provider_name)
     check_agent_auth(config, context.server)
     shown = _for_a_person(config, context)
     return "\n".join(shown(p) for p in host.clearml_conf_parts(config, resource, config.provider_name, context)) + "\n"
@@ -345,7 +346,9 @@ def render_clearml_conf(host: PluginHost, config: Config, resource: Resource, co
 
 def render_init_script(host: PluginHost, config: Config, resource: Resource, context: RenderContext) -> str:
     """The whole init script for ``resource``: every plugin's parts, sorted by order; a
-    :class:`ConfigError` when the agents would have no credentials (:func:`check_agent_auth`)."""
+    :class:`ConfigError` when the agents would have no credentials (:func:`check_agent_auth`).
+    Rendered for the resource's provider: its parts, its vault texts."""
+    config = config.for_provider(resource.provider_name or config.provider_name)
     context = replace(context, clearml_conf=render_clearml_conf(host, config, resource, context))
     parts = host.init_script_parts(config, resource, config.provider_name, context)
     shown = _for_a_person(config, context)

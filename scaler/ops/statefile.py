@@ -73,7 +73,8 @@ class StateWriter:
             {
                 "version": VERSION,
                 "name": config.scaler.name,
-                "provider": self.reconciler.provider.name,
+                "provider": " + ".join(self.reconciler.providers),
+                "providers": list(self.reconciler.providers),
                 "pid": os.getpid(),
                 "started_at": self.started_at,
                 "dry_run": self.reconciler.dry_run,

@@ -13,6 +13,7 @@ it wrote (:mod:`scaler.clearml.lease`) are shown as errors.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,13 +30,14 @@ if TYPE_CHECKING:
     from scaler.config.model import Config
     from scaler.engine.reconciler import QueueSource
     from scaler.host import Provider
+    from scaler.types import Instance
 
 STATES = ("booting", "idle", "busy")
 
 
 def collect(
     config: Config,
-    provider: Provider,
+    provider: Provider | Sequence[Provider],
     source: QueueSource,
     *,
     state_path: Path | None = None,
@@ -56,12 +58,23 @@ def collect(
         errors.append(f"the ClearML server could not be read: pending tasks and workers are unknown ({clearml_error})")
     if not config.fleet_id and queues is not None and workers is not None:
         errors.append("the fleet identity is unknown (the ClearML server could not be read): ownership is not shown")
-    try:
-        instances = provider.list_instances(config, include_foreign=True)
-    except ProviderError as exc:
-        instances = None
-        cloud_error = f"{exc.kind}: {exc}"
-        errors.append(f"the cloud could not be listed ({exc.kind}): {exc}")
+    providers = [provider] if not isinstance(provider, Sequence) else list(provider)
+    found: list[Instance] = []
+    where: dict[str, str] = {}  # instance id -> its provider
+    cloud_errors = []
+    for each in providers:  # one fleet may span several clouds: each listed once
+        try:
+            listed = each.list_instances(config, include_foreign=True)
+        except ProviderError as exc:
+            cloud_errors.append(f"{exc.kind}: {exc}" if len(providers) == 1 else f"{each.name}: {exc.kind}: {exc}")
+            cloud = "the cloud" if len(providers) == 1 else f"provider '{each.name}'"
+            errors.append(f"{cloud} could not be listed ({exc.kind}): {exc}")
+            continue
+        where.update((inst.id, each.name) for inst in listed)
+        found += listed
+    cloud_error = "; ".join(cloud_errors) or None
+    # one cloud unreadable: the others' machines are still shown (and the status exits 1)
+    instances: list[Instance] | None = None if len(cloud_errors) == len(providers) else found
     invalid_leases = []
     entries = getattr(source, "lease_entries", None)
     if entries is not None:
@@ -107,6 +120,7 @@ def collect(
         rows.append(
             {
                 "id": inst.id,
+                "provider": where.get(inst.id, ""),
                 "resource": inst.resource,
                 "state": inst.state.value,
                 "activity": activity,
@@ -136,6 +150,7 @@ def collect(
         resources.append(
             {
                 "name": name,
+                "provider": config.provider_of(name) or None,
                 "queue": resource.queue if resource else None,
                 "running": len(alive) if instances is not None else None,
                 **{s: (counts[s] if known else None) for s in STATES},
@@ -175,10 +190,11 @@ def collect(
     recent = list((state or {}).get("actions") or [])[-actions:] if actions > 0 else []
     return {
         "name": config.scaler.name,
-        "provider": provider.name,
+        "provider": " + ".join(p.name for p in providers),
+        "providers": [p.name for p in providers],
         "at": now,
         "clearml_ok": queues is not None and workers is not None,
-        "cloud_ok": instances is not None,
+        "cloud_ok": not cloud_errors,
         "clearml_error": clearml_error,
         "cloud_error": cloud_error,
         "errors": errors,
@@ -246,8 +262,19 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
         queues.add_row(row["queue"], _n(row["pending"]), ", ".join(row["resources"]))
     console.print(queues)
 
+    several = len(snapshot.get("providers") or ()) > 1
     resources = Table(title="Resources", title_justify="left")
-    for column in ("resource", "queue", "running", "booting", "idle", "busy", "max", "market"):
+    for column in (
+        "resource",
+        *(("provider",) if several else ()),
+        "queue",
+        "running",
+        "booting",
+        "idle",
+        "busy",
+        "max",
+        "market",
+    ):
         resources.add_column(
             column, justify="right" if column in ("running", "booting", "idle", "busy", "max") else "left"
         )
@@ -255,6 +282,7 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
         market = "-" if row["spot"] is None else ("spot" if row["spot"] else "on-demand")
         resources.add_row(
             row["name"] + ("" if row["configured"] else " (not configured)"),
+            *((row.get("provider") or "-",) if several else ()),
             row["queue"] or "-",
             _n(row["running"]),
             _n(row["booting"]),
@@ -266,7 +294,8 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
     console.print(resources)
 
     instances = Table(title="Instances", title_justify="left")
-    for column in ("instance", "resource", "state", "age", "worker", "activity", "idle for", "market", "owner"):
+    columns = ("instance", *(("provider",) if several else ()), "resource", "state", "age", "worker", "activity")
+    for column in (*columns, "idle for", "market", "owner"):
         instances.add_column(column, justify="right" if column in ("age", "idle for") else "left")
     for row in snapshot["instances"]:
         activity = row["activity"]
@@ -274,6 +303,7 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
             activity = f"busy: {row['task_name'] or row['task']}"
         instances.add_row(
             row["id"],
+            *((row.get("provider") or "-",) if several else ()),
             row["resource"],
             row["state"],
             human(row["age"]),
@@ -284,7 +314,7 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
             row["owner"] if row["owner"] != "foreign" else f"foreign ({row['fleet']})",
         )
     if not snapshot["instances"]:
-        instances.add_row("(none)" if snapshot["cloud_ok"] else "(unknown)", "", "", "", "", "", "", "", "")
+        instances.add_row("(none)" if snapshot["cloud_ok"] else "(unknown)", *([""] * (len(columns) + 2)))
     console.print(instances)
 
     actions = Table(title="Last actions", title_justify="left")

@@ -1,7 +1,7 @@
-"""``--provider`` may be omitted when the configuration holds exactly one cloud section (a
-provider's ``<provider> { … }``, at the top level or in a resource), on every command that reads
-a configuration; with none or several it is a usage error (exit 2) naming what was found, said
-before anything is contacted. ``render-init-script`` never falls back to the simulated provider."""
+"""``--provider`` may be omitted on every command that reads a configuration: each resource runs
+on the provider it names or whose section it holds (one fleet may span several clouds, see
+tests/core/config/test_multi_cloud.py); with no cloud section at all it is a usage error (exit 2)
+and a resource of no clear cloud is an error naming it, said before anything is contacted. ``render-init-script`` never falls back to the simulated provider."""
 
 from __future__ import annotations
 
@@ -29,10 +29,13 @@ GCP_RESOURCE = (
 )
 
 NO_CLOUD = 'resources = [ { name = "cpu", queue = "cpu", max_instances = 1 } ]\n'
-TWO_CLOUDS = f"""
+AMBIGUOUS = f"""
 aws {{ region = "us-east-1" }}
 gcp {{ project = "my-project" }}
-resources = [ {{ name = "cpu", queue = "cpu", max_instances = 1, {AWS_RESOURCE} }} ]
+resources = [
+  {{ name = "cpu", queue = "cpu", max_instances = 1, {AWS_RESOURCE} }}
+  {{ name = "gpu", queue = "gpu", max_instances = 1 }}
+]
 """
 TOP_AND_RESOURCE = f"""
 aws {{ region = "us-east-1" }}
@@ -130,30 +133,41 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (NO_CLOUD, "holds no cloud section (aws { }, gcp { } or simulated { }), so its provider cannot be inferred"),
-        (
-            TWO_CLOUDS,
-            "holds the sections of several providers (aws { }, gcp { }), so its provider cannot be inferred; "
-            "pass --provider aws or --provider gcp",
-        ),
-        (TOP_AND_RESOURCE, "(aws { }, resources[1].gcp)"),
-    ],
-    ids=["none", "two", "top-and-resource"],
-)
-def test_no_single_cloud_section_is_a_usage_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, text: str, expected: str
-) -> None:
+def test_no_cloud_section_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
     # nothing may be contacted: a ClearML server that cannot be reached would make it exit 1
     monkeypatch.setenv("CLEARML_API_HOST", "http://127.0.0.1:9")
-    path = write(tmp_path, text)
+    path = write(tmp_path, NO_CLOUD)
     result = invoke(*(arg.format(path=path) for arg in COMMANDS[command]))
     assert result.exit_code == 2, result.output
+    expected = "holds no cloud section (aws { }, gcp { } or simulated { }), so its provider cannot be inferred"
     assert expected in result.output, result.output
     if command == "validate-config-json":
         assert json.loads(result.output)["readable"] is True
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_resource_of_no_clear_cloud_is_named_before_anything_is_contacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    # several clouds, and a resource that says neither: the configuration is invalid (exit 1), and says where
+    monkeypatch.setenv("CLEARML_API_HOST", "http://127.0.0.1:9")
+    path = write(tmp_path, AMBIGUOUS)
+    result = invoke(*(arg.format(path=path) for arg in COMMANDS[command]))
+    assert result.exit_code == 1, result.output
+    assert "resources[1].provider" in result.output, result.output
+    assert "is required when the configuration holds several clouds (aws, gcp)" in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["adopt", "run-remote"])
+def test_a_command_of_one_cloud_asks_which_of_a_fleet_across_clouds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.setenv("CLEARML_API_HOST", "http://127.0.0.1:9")
+    path = write(tmp_path, TOP_AND_RESOURCE)
+    result = invoke(*(arg.format(path=path) for arg in COMMANDS[command]))
+    assert result.exit_code == 2, result.output
+    assert "its resources run on several providers (aws, gcp)" in result.output, result.output
+    assert "pass --provider aws or --provider gcp" in result.output, result.output
 
 
 # -- render-init-script: the configuration's cloud, never the simulated one --------------------
