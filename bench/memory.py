@@ -5,6 +5,12 @@ fleet of N running instances kept in a ``simulated.state_file``; the fake ClearM
 this process, on loopback) lists one worker per instance, 70 % of them busy. After a few
 ticks its RSS is read from ``/proc/<pid>/status`` and, once SIGTERM has stopped it, its peak
 RSS from ``os.wait4``. Target: ≤ 120 MB at 1,000 instances.
+
+The N instances are spread round-robin over ten resources (one queue each), as they always
+were; each resource's ``max_instances`` is its own share of N (at least 10), since validation
+caps ``max_instances`` at 1,000 per resource. What is measured (one process, N instances, N
+workers, 70 % busy, nothing pending, so nothing is launched or ended) is the same as when the
+cap was N per resource: figures stay comparable with earlier runs.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 
 from _common import clearml_env, emit, parse_args, table, verdict
 
+from scaler.config.sections import MAX_PER_RESOURCE
 from tests.fakes.clearml_server import FakeClearML
 
 TARGET_MB = 120.0
@@ -57,8 +64,11 @@ def write_fleet(tmp: Path, n: int, fake: FakeClearML) -> Path:
         if i % 10 < 7:
             fake.enqueue(f"q{i % RESOURCES}")
             fake.take_task(worker)
+    per_resource = max(10, -(-n // RESOURCES))  # each resource's share of the n instances
+    if per_resource > MAX_PER_RESOURCE:
+        raise SystemExit(f"{n} instances over {RESOURCES} resources exceed max_instances ≤ {MAX_PER_RESOURCE}")
     resources = ",\n".join(
-        f'  {{ name = "r{q}", queue = "q{q}", max_instances = {max(10, n)} }}' for q in range(RESOURCES)
+        f'  {{ name = "r{q}", queue = "q{q}", max_instances = {per_resource} }}' for q in range(RESOURCES)
     )
     conf = tmp / "fleet.conf"
     conf.write_text(
