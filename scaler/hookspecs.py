@@ -11,7 +11,10 @@ There are two kinds of hooks:
 * **Provider hooks** (``scaler_launch``, ``scaler_list_instances``, ``scaler_terminate``,
   ``scaler_console_output``, ``scaler_check_cloud``, ``scaler_tag_instances``,
   ``scaler_describe_instances``) are called on the one provider chosen with ``--provider``; no
-  other plugin ever sees those calls.
+  other plugin ever sees those calls. One fleet may span several clouds (each resource names
+  its provider): each provider's hooks then get ``config.for_provider(<its name>)``, the
+  configuration as if it were the only provider (its settings, only its resources, its vault
+  texts), so a provider is written for one cloud whatever the fleet spans.
 * **Contribution hooks** are called on every loaded plugin, built-in first, and their
   answers are collected in that order (``scaler_validate_config`` only on the plugin that
   declared the section being checked, through ``scaler_config_sections``).

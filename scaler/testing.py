@@ -222,6 +222,41 @@ class ProviderConformance:
         alive = set(self._alive(provider, config))
         assert not (set(_ids(created)) & alive), f"terminated instances are still alive: {set(_ids(created)) & alive}"
 
+    def test_a_fleet_across_clouds_gives_the_provider_only_its_own(
+        self, provider: Provider, conformance_config: Config
+    ) -> None:
+        """With resources of another cloud beside its own, the provider launches, lists and
+        terminates its machines exactly as alone: its hooks get only its own view
+        (``config.for_provider``), and nothing of the other cloud's reaches it."""
+        alone = conformance_config
+        other = "other-cloud" if provider.name != "other-cloud" else "another-cloud"
+        elsewhere = replace(
+            alone.resources[0], name="elsewhere-" + alone.resources[0].name[:40], provider={}, provider_name=other
+        )
+        own = tuple(replace(r, provider_name=provider.name) for r in alone.resources)
+        fleet = replace(
+            alone,
+            resources=(elsewhere, *own),
+            provider_name="",
+            provider_settings={},
+            providers={other: {}, provider.name: dict(alone.provider_settings)},
+        )
+        view = fleet.for_provider(provider.name)
+        assert [r.name for r in view.resources] == [r.name for r in own]
+        assert view.provider_settings == alone.provider_settings
+        token = _token()
+        created = provider.launch(fleet, own[0], 1, SCRIPT, token, False)
+        assert len(created) == 1, f"launch in a fleet across clouds returned {len(created)} instances"
+        listed = {i.id: i for i in provider.list_instances(fleet)}
+        assert created[0].id in listed, "a machine launched in a fleet across clouds is not listed by it"
+        assert listed[created[0].id].resource == own[0].name
+        assert all(i.resource != elsewhere.name for i in listed.values())
+        assert created[0].id in {i.id for i in provider.list_instances(alone)}, (
+            "the machine is not the same fleet's when listed alone: tags must not depend on the other clouds"
+        )
+        provider.terminate(fleet, [created[0].id])
+        assert created[0].id not in self._alive(provider, alone)
+
     def test_launched_at_is_unix_seconds(self, provider: Provider, conformance_config: Config) -> None:
         config = conformance_config
         before = time.time()

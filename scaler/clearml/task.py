@@ -205,13 +205,22 @@ class TaskReporter:
         if report.clearml_ok:
             for queue, count in report.pending.items():
                 scalar("pending tasks", queue, count, it)
+        several = self.config.multi_cloud
         if report.cloud_ok:
+            clouds: dict[str, int] = dict.fromkeys(self.config.provider_names, 0)
             for resource in self.config.resources:
                 stats = report.fleet.get(resource.name, {})
-                title = f"resource {resource.name}"
+                # one fleet across clouds: each resource's plot names its cloud
+                title = f"resource {resource.name}" + (f" ({resource.provider_name})" if several else "")
                 scalar(title, "running", stats.get("alive", 0), it)
                 for state in ("booting", "idle", "busy"):
                     scalar(title, state, stats.get(state, 0), it)
+                if resource.provider_name in clouds:
+                    clouds[resource.provider_name] += stats.get("alive", 0)
+            if several:
+                for name, count in clouds.items():
+                    scalar("clouds", f"{name} running", count, it)
+                    scalar("clouds", f"{name} listed", 0 if name in report.unlisted else 1, it)
         for resource in self.config.resources:
             scalar("launches", resource.name, report.launched.get(resource.name, 0), it)
         for reason in sorted(set(TERMINATION_REASONS) | set(report.terminated)):

@@ -172,6 +172,12 @@ class Reconciler:
         name = self._where.get(instance_id) or self.config.provider_of(resource)
         return self.providers.get(name) or self.provider
 
+    def _where_is(self, resource: str, provider: str = "") -> str:
+        """A resource as the action lines name it: ``gpu`` (one cloud), ``gpu on gcp`` (several)."""
+        if len(self.providers) < 2:
+            return resource
+        return f"{resource} on {provider or self.config.provider_of(resource) or '?'}"
+
     # -- one tick ------------------------------------------------------------------------
 
     def tick(self) -> TickReport:
@@ -423,7 +429,9 @@ class Reconciler:
             by_resource[(self.provider_for(item.instance_id, item.resource).name, item.resource)].append(item)
         for (provider, resource), items in by_resource.items():
             for item in items:
-                line = f"terminate {item.instance_id} ({resource}, {item.kind}): {item.reason}"
+                line = (
+                    f"terminate {item.instance_id} ({self._where_is(resource, provider)}, {item.kind}): {item.reason}"
+                )
                 report.actions.append(line)
                 log.info("%s%s", "[dry-run] would " if self.dry_run else "", line)
             if self.dry_run:
@@ -499,7 +507,10 @@ class Reconciler:
 
     def _launch_one(self, launch: Launch, report: TickReport) -> list[Instance] | None:
         """Launch; the instances created, or ``None`` when capacity or quota failed (re-plan)."""
-        line = f"launch {launch.count} x {launch.resource} ({'spot' if launch.spot else 'on-demand'}): {launch.reason}"
+        line = (
+            f"launch {launch.count} x {self._where_is(launch.resource)} ({'spot' if launch.spot else 'on-demand'}): "
+            f"{launch.reason}"
+        )
         report.actions.append(line)
         if self.dry_run:
             log.info("[dry-run] would %s", line)

@@ -81,6 +81,19 @@ class Metrics:
         self.ticks = Counter("scaler_ticks", "Ticks run.", registry=r)
         self.last_tick = Gauge("scaler_last_tick_timestamp_seconds", "Unix time of the last tick.", registry=r)
         self.up = Gauge("scaler_source_up", "1 when the source was read in the last tick.", ["source"], registry=r)
+        self.provider_up = Gauge(
+            "scaler_provider_up",
+            "1 when the provider's instances were listed in the last tick (one per cloud of the fleet).",
+            ["provider"],
+            registry=r,
+        )
+        self.resource_info = Gauge(
+            "scaler_resource_info",
+            "1 for each resource, labelled with its provider (cloud) and queue: join on resource to see the "
+            "cloud of any per-resource series.",
+            ["resource", "provider", "queue"],
+            registry=r,
+        )
         self.lease = Gauge(
             "scaler_lease_held", "1 when this scaler holds its fleet's lease and acts; 0 on standby.", registry=r
         )
@@ -90,7 +103,10 @@ class Metrics:
             "longer than the lease TTL); ignored.",
             registry=r,
         )
+        for name in config.provider_names:
+            self.provider_up.labels(name).set(0)
         for resource in config.resources:
+            self.resource_info.labels(resource.name, config.provider_of(resource.name), resource.queue).set(1)
             self.max_instances.labels(resource.name).set(resource.max_instances)
             self.price.labels(resource.name).set(resource.price_per_hour)
             self.launches.labels(resource.name)
@@ -140,7 +156,10 @@ class Metrics:
         standby = bool(report.errors.get("lease"))
         self.lease.set(0 if standby else 1)
         if not standby:  # a standby scaler does not list the cloud: that is not the cloud being down
-            self.up.labels("cloud").set(1 if report.cloud_ok else 0)
+            # every cloud of the fleet listed: 1; any one unreadable: 0 (scaler_provider_up says which)
+            self.up.labels("cloud").set(1 if report.cloud_ok and not report.unlisted else 0)
+            for name in self.config.provider_names:
+                self.provider_up.labels(name).set(1 if report.cloud_ok and name not in report.unlisted else 0)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:
         """Serve ``/metrics`` in a background thread; the port actually bound (``0`` picks one)."""

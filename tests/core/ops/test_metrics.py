@@ -233,3 +233,47 @@ def test_every_termination_kind_is_a_series_from_the_first_scrape() -> None:
         assert f'scaler_terminations_total{{reason="{kind.value}"}} 0.0' in metrics.text(), kind
     metrics(TickReport(now=1.0, terminated=Counter({TerminationKind.STOPPED.value: 2})))
     assert 'scaler_terminations_total{reason="stopped"} 2.0' in metrics.text()
+
+
+def test_a_fleet_across_clouds_says_which_cloud_is_up_and_where_each_resource_runs() -> None:
+    config = build_config(
+        {
+            "scaler": {"name": "multi"},
+            "aws": {"region": "us-east-1"},
+            "gcp": {"project": "my-ml-project"},
+            "resources": [
+                {
+                    "name": "a10",
+                    "queue": "gpu",
+                    "max_instances": 2,
+                    "aws": {"instance_type": "g5.xlarge", "ami_id": "ami-0abcdef1234567890"},
+                },
+                {
+                    "name": "l4",
+                    "queue": "gpu",
+                    "max_instances": 2,
+                    "provider": "gcp",
+                    "gcp": {
+                        "machine_type": "g2-standard-8",
+                        "zones": ["us-central1-a"],
+                        "image": "projects/debian-cloud/global/images/family/debian-12",
+                    },
+                },
+            ],
+        }
+    )
+    metrics = Metrics(config)
+    samples = {
+        name: float(value)
+        for name, _, value in (line.rpartition(" ") for line in metrics.text().splitlines() if line[:1] != "#")
+    }
+    assert samples['scaler_resource_info{provider="aws",queue="gpu",resource="a10"}'] == 1
+    assert samples['scaler_resource_info{provider="gcp",queue="gpu",resource="l4"}'] == 1
+    metrics(TickReport(now=1.0, unlisted=["gcp"]))  # gcp could not be listed, aws could
+    text = metrics.text()
+    assert 'scaler_provider_up{provider="aws"} 1.0' in text
+    assert 'scaler_provider_up{provider="gcp"} 0.0' in text
+    assert 'scaler_source_up{source="cloud"} 0.0' in text  # the alert on it fires
+    metrics(TickReport(now=2.0))
+    assert 'scaler_provider_up{provider="gcp"} 1.0' in metrics.text()
+    assert 'scaler_source_up{source="cloud"} 1.0' in metrics.text()
