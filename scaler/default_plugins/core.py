@@ -32,17 +32,28 @@ def scaler_validate_config(section: str, settings: dict[str, Any], resources: li
 
 
 def _check_fleet(settings: dict[str, Any]) -> list[Problem]:
+    problems = []
     if "polling_interval" in settings and "max_idle_time" in settings:
         if 0 < settings["max_idle_time"] < settings["polling_interval"]:
-            return [
+            problems.append(
                 Problem(
                     "scaler.max_idle_time",
                     f"{format_duration(settings['max_idle_time'])} is shorter than polling_interval "
                     f"({format_duration(settings['polling_interval'])}); idle machines are only checked once a tick",
                     severity="warning",
                 )
-            ]
-    return []
+            )
+    floor, ceiling = settings.get("min_idle_time"), settings.get("max_idle_time")
+    if isinstance(floor, int | float) and isinstance(ceiling, int | float) and floor > ceiling:
+        problems.append(
+            Problem(
+                "scaler.min_idle_time",
+                f"{format_duration(floor)} is longer than max_idle_time ({format_duration(ceiling)}), the most a "
+                "machine may stay idle: machines go after max_idle_time; lower min_idle_time or raise max_idle_time",
+                severity="warning",
+            )
+        )
+    return problems
 
 
 def _check_resources(resources: list[ResourceSettings]) -> list[Problem]:

@@ -282,6 +282,12 @@ def test_idle_shorter_than_polling_is_a_warning_not_an_error(tmp_path: Path) -> 
     assert "scaler.max_idle_time (line 1): warning: 30s is shorter than polling_interval (2m)" in output
 
 
+def test_an_idle_floor_above_the_idle_limit_is_a_warning(tmp_path: Path) -> None:
+    code, output = validate(tmp_path, aws(scaler="min_idle_time = 30m, max_idle_time = 15m"), "--provider", "aws")
+    assert code == 0, output
+    assert "scaler.min_idle_time" in output and "warning: 30m is longer than max_idle_time (15m)" in output
+
+
 @pytest.mark.parametrize(("name", "provider"), [("aws.conf", "aws"), ("gcp.conf", "gcp")])
 def test_shared_examples_are_valid(name: str, provider: str) -> None:
     result = runner.invoke(app, ["validate-config", str(EXAMPLES / name), "--provider", provider])
