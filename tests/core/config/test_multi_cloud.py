@@ -149,3 +149,27 @@ def test_a_configuration_of_one_cloud_runs_wholly_on_the_given_provider(tmp_path
     assert loaded.config is not None, [p.render() for p in loaded.problems]
     assert {r.provider_name for r in loaded.config.resources} == {"simulated"}
     assert loaded.dropped == []
+
+
+def test_each_machine_boots_with_its_own_clouds_script_and_vault_texts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLEARML_API_ACCESS_KEY", "AGENTACCESSKEY0001")
+    monkeypatch.setenv("CLEARML_API_SECRET_KEY", "AGENTSECRETKEY00000001")
+    vault = tmp_path / "vault.conf"
+    vault.write_text(
+        'auto_scaler.v1.aws { extra_vm_bash_script = "echo only-on-aws" }\n'
+        'auto_scaler.v1.gcp { extra_vm_bash_script = "echo only-on-gcp" }\n'
+    )
+    scripts = {}
+    for name in ("aws-spot", "gcp-spot"):
+        result = runner.invoke(
+            app,
+            ["render-init-script", "--config", str(write(tmp_path)), "--resource", name, "--vault", str(vault)],
+        )
+        assert result.exit_code == 0, result.output
+        scripts[name] = result.output
+    assert "EC2 metadata" in scripts["aws-spot"] and "GCE metadata" not in scripts["aws-spot"]
+    assert "GCE metadata" in scripts["gcp-spot"] and "EC2 metadata" not in scripts["gcp-spot"]
+    assert "echo only-on-aws" in scripts["aws-spot"] and "only-on-gcp" not in scripts["aws-spot"]
+    assert "echo only-on-gcp" in scripts["gcp-spot"] and "only-on-aws" not in scripts["gcp-spot"]
