@@ -17,7 +17,6 @@ from scaler.cli.app import (
     fail,
     load_or_exit,
     make_host,
-    resolve_provider,
     resolve_providers,
     stop_before_start,
 )
@@ -211,10 +210,13 @@ def run(
         if config is None:
             fail(f"missing option '--config': {option} stores that file in the task", 2)
         host = make_host()
-        provider = resolve_provider(host, config, provider, command=option)
+        clouds = resolve_providers(host, config, provider)
+        # the task's entry point names the provider when the run has one; a fleet across clouds runs them all
+        chosen_one = provider or (clouds[0] if len(clouds) == 1 else None)
         created = _run_remote(
             host,
             provider,
+            clouds,
             config,
             vault,
             queue=None if task_here else queue,
@@ -222,7 +224,7 @@ def run(
             packages=package,
             docker=docker,
             upload_secrets=upload_secrets,
-            args=_remote_args(provider, dry_run, log_format.value, metrics_port, metrics_host, server_vault),
+            args=_remote_args(chosen_one, dry_run, log_format.value, metrics_port, metrics_host, server_vault),
             log_level=log_level,
         )
         if remote:
@@ -299,10 +301,15 @@ def run(
 
 
 def _remote_args(
-    provider: str, dry_run: bool, log_format: str, metrics_port: int | None, metrics_host: str, server_vault: bool
+    provider: str | None,
+    dry_run: bool,
+    log_format: str,
+    metrics_port: int | None,
+    metrics_host: str,
+    server_vault: bool,
 ) -> list[str]:
-    """The ``scaler run`` arguments of the task's entry point."""
-    args = ["run", "--provider", provider, "--log-format", log_format]
+    """The ``scaler run`` arguments of the task's entry point (no ``--provider`` for a fleet across clouds)."""
+    args = ["run", *(["--provider", provider] if provider else []), "--log-format", log_format]
     if dry_run:
         args.append("--dry-run")
     if not server_vault:
@@ -314,7 +321,8 @@ def _remote_args(
 
 def _run_remote(
     host: PluginHost,
-    provider: str,
+    provider: str | None,
+    clouds: list[str],
     config: Path,
     vault: Path | None,
     *,
@@ -338,17 +346,17 @@ def _run_remote(
     vault_text = read_text(vault, "vault file") if vault is not None else None
     option = "--remote" if queue is not None else "--task"
     variables = _check_secrets_stay(
-        host, provider, config, config_text, vault, vault_text, project, upload_secrets, option
+        host, clouds, config, config_text, vault, vault_text, project, upload_secrets, option
     )
     if not packages:
-        packages = _default_packages(host, provider, queue)
+        packages = list(dict.fromkeys(spec for name in clouds for spec in _default_packages(host, name, queue)))
     from scaler.clearml.task import task_view
 
     general, resources_text = task_view(config_text, host.catalog())
     try:
         task = create_task(
             name=cfg.scaler.name,
-            provider=provider,
+            provider=" + ".join(clouds),
             config_text=config_text,
             vault_text=vault_text,
             args=args,
@@ -409,7 +417,7 @@ def _default_packages(host: PluginHost, provider: str, queue: str | None) -> lis
 
 def _check_secrets_stay(
     host: Any,
-    provider: str,
+    clouds: list[str],
     config: Path,
     config_text: str,
     vault: Path | None,
@@ -429,11 +437,18 @@ def _check_secrets_stay(
     catalog = host.catalog()
     raw, _ = parse_hocon(config_text, source=str(config))  # it loaded as data already: no include in it
     references = substitutions(config_text)
-    found = secrets_in_config(raw, references, catalog, provider)
+    found = []
+    for provider in clouds:  # each cloud's keys (and its vault section) in turn, each secret said once
+        found += secrets_in_config(raw, references, catalog, provider)
+        if vault is not None and vault_text is not None:
+            tree, _ = parse_hocon(vault_text, source=str(vault), data="a vault")
+            found += secrets_in_vault(tree, catalog, provider, str(vault))
+    found = list({(item.where, item.what): item for item in found}.values())
+
+    def owner(where: str) -> str:  # the cloud whose vault section the advice names
+        return next((c for c in clouds if where.startswith(c + ".") or f".{c}." in where), clouds[0])
+
     variables = sorted({name for where, name in references.items() if catalog.is_secret(parse_path(where))})
-    if vault is not None and vault_text is not None:
-        tree, _ = parse_hocon(vault_text, source=str(vault), data="a vault")
-        found += secrets_in_vault(tree, catalog, provider, str(vault))
     if not found:
         return variables
     where = ", ".join(dict.fromkeys(item.where for item in found))
@@ -448,7 +463,7 @@ def _check_secrets_stay(
         f"{option} would store secrets in clear in the task, where anyone who can open project '{project}' "
         "reads them; nothing was created:"
     ]
-    lines += [f"  {item.where}: {item.what}; {item.advice(provider)}" for item in found]
+    lines += [f"  {item.where}: {item.what}; {item.advice(owner(item.where))}" for item in found]
     lines.append(
         "Secrets stay on the machine that runs the task: in the environment of the clearml-agent that runs it, "
         "or in your ClearML vault, which the scaler reads there (docs/operating.md). "

@@ -222,3 +222,40 @@ def test_every_termination_kind_is_reported_every_tick() -> None:
     assert reported(0) == {kind.value: 0 for kind in TerminationKind}
     reporter(TickReport(now=2.0, terminated=Counter({TerminationKind.STOPPED.value: 2})))
     assert reported(1) == {kind.value: 2 if kind is TerminationKind.STOPPED else 0 for kind in TerminationKind}
+
+
+MULTI_CLOUD = """
+scaler { name = "multi-fleet", workers_prefix = "mc", polling_interval = 30s }
+aws { region = "us-east-1", use_iam_role = true }
+gcp { project = "my-ml-project"%s }
+resources = [
+  { name = "a10", queue = "gpu", max_instances = 2, aws { instance_type = "g5.xlarge", ami_id = "ami-0abcdef1234567890" } }
+  { name = "l4", queue = "gpu", max_instances = 2, provider = gcp,
+    gcp { machine_type = "g2-standard-8", zones = ["us-central1-a"],
+          image = "projects/debian-cloud/global/images/family/debian-12" } }
+]
+"""
+
+
+def test_remote_runs_a_fleet_across_clouds_and_keeps_each_clouds_secrets_off_the_task(
+    fake_clearml: FakeClearML, tmp_path: Path
+) -> None:
+    fake = fake_clearml
+    fake.create_queue("services")
+    config = tmp_path / "multi.conf"
+    args = ["run", "--remote", "--config", str(config), "--queue", "services", "--package", "clearml-scaler"]
+    # a GCP service-account key written in clear is refused, with the GCP way to keep it off the task
+    key = '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----x"}'
+    config.write_text(MULTI_CLOUD % f', credentials_json = """{key}"""')
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1, refused.output
+    assert "gcp.credentials_json" in refused.output and "auto_scaler.v1.gcp" in refused.output
+    assert "BEGIN PRIVATE KEY" not in refused.output
+    assert fake.tasks() == {}
+    # without it: one task runs both clouds (no --provider in its entry point)
+    config.write_text(MULTI_CLOUD % "")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    [task] = fake.tasks().values()
+    assert task["script"]["entry_point"] == "-m scaler.cli run --log-format text"
+    assert "provider aws + gcp" in task["configuration"]["scaler"]["description"]

@@ -158,7 +158,7 @@ def test_a_resource_of_no_clear_cloud_is_named_before_anything_is_contacted(
     assert "is required when the configuration holds several clouds (aws, gcp)" in result.output, result.output
 
 
-@pytest.mark.parametrize("command", ["adopt", "run-remote"])
+@pytest.mark.parametrize("command", ["adopt"])
 def test_a_command_of_one_cloud_asks_which_of_a_fleet_across_clouds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
