@@ -735,6 +735,13 @@ class FakeGCE:
                 )
             )
 
+    def clear_faults(self) -> None:
+        """Disarm every fault armed by :meth:`fail_next` and :meth:`fail_operation_next` (an
+        outage ends; instances, operations and knobs stay as they are)."""
+        with self._lock:
+            self._faults.clear()
+            self._op_faults.clear()
+
     def quota_limit(self, n: int | None, *, metric: str = "INSTANCES", in_operation: bool = True) -> None:
         """At most ``n`` live instances per project (None: unlimited).
 
