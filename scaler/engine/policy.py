@@ -11,6 +11,9 @@ Rules (see docs/how-it-works.md):
 * demand per queue = pending tasks − idle own workers on it − own instances still booting;
   resources of the queue are filled in config order up to ``max_instances`` each, spilling
   to the next one when a resource is full, out of capacity, or its spot market is failing;
+* a spot resource in blackout is probed once the blackout has run ``max(5m, regular_instance_rollback_timeout)``:
+  one spot launch per tick with demand, before on-demand (the tick's re-plan launches on-demand when
+  it fails; a success ends the blackout);
 * fleet-wide caps ``max_instances_total`` and ``max_hourly_cost`` hold launches back;
 * an idle worker ≥ ``max_idle_time`` → terminate its instance, unless a queue it serves has
   pending tasks; a busy worker is never terminated;
@@ -161,6 +164,7 @@ class PolicyState:
     terminated_at: dict[str, float] = field(default_factory=dict)
     # legacy instances (no fleet identity) a worker on this ClearML server named: this fleet's
     adopted: set[str] = field(default_factory=set)
+    spot_back: set[str] = field(default_factory=set)  # resources whose blackout a spot probe ended (said once)
     # -- evidence for the adaptive rules (idle_policy = adaptive, the free-up rule); values are
     # tuples, replaced (never changed in place), so that copy() keeps ticks independent
     last_pending: dict[str, int] = field(default_factory=dict)  # queue -> pending at the last readable tick
@@ -267,6 +271,14 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
     clearml_ok = obs.queues is not None and obs.workers is not None
     pending = {name: q.pending for name, q in (obs.queues or {}).items()}
     _ownership(config, fleet, state, out)
+    if state.spot_back and state.tick_at != now:  # said by the tick's first decision, not by a re-plan
+        for name in sorted(state.spot_back):
+            out.info(
+                "spot_back",
+                f"spot capacity for '{name}' is back (a spot launch during its blackout succeeded): "
+                "blackout ended early, launching spot again",
+            )
+        state.spot_back = set()
 
     _confirm_launches(state, obs.instances)
     _forget_gone(state, obs.instances)
@@ -801,6 +813,19 @@ def _order(
             continue
         until = state.blackout_until.get(resource.name, 0)
         if until > now:
+            ran = now - (until - resource.spot_blackout_period)
+            if ran >= _probe_after(resource) and state.spot_failed_at.get(resource.name, -1.0) < now:
+                # one spot attempt per tick (all of the demand, one call) instead of on-demand: it fails → the
+                # re-plan of this tick launches on-demand (spot_failed_at = now); it succeeds → the blackout ends
+                first.append(
+                    (
+                        resource,
+                        True,
+                        f"probing spot {format_duration(round(ran))} into its blackout (on-demand this tick if it "
+                        "fails; the blackout ends if it succeeds)",
+                    )
+                )
+                continue
             last.append((resource, False, f"spot blackout until +{format_duration(round(until - now))}"))
             continue
         since = state.spot_failing_since.get(resource.name)
@@ -826,7 +851,8 @@ def record_launch_failure(state: PolicyState, launch: Launch, kind: str, now: fl
     block = max(config.scaler.polling_interval * 2, 60.0)
     if kind == "capacity":
         if launch.spot:
-            state.spot_failing_since.setdefault(launch.resource, now)
+            if state.blackout_until.get(launch.resource, 0) <= now:  # a failed probe leaves the blackout as it is
+                state.spot_failing_since.setdefault(launch.resource, now)
             state.spot_failed_at[launch.resource] = now
         else:
             state.capacity_blocked_until[launch.resource] = now + block
@@ -840,6 +866,17 @@ def record_launch_success(state: PolicyState, launch: Launch) -> None:
     state.unconfirmed.pop(launch.token, None)
     if launch.spot:
         state.spot_failing_since.pop(launch.resource, None)
+        if state.blackout_until.pop(launch.resource, None) is not None:  # a probe succeeded: spot is back
+            state.spot_back.add(launch.resource)
+
+
+#: a spot resource in blackout is probed (one spot launch attempt per tick with demand) once its blackout
+#: has run this long, and at least its regular_instance_rollback_timeout
+SPOT_PROBE_AFTER = 300.0
+
+
+def _probe_after(resource: Resource) -> float:
+    return max(SPOT_PROBE_AFTER, resource.regular_instance_rollback_timeout)
 
 
 # --- evidence: arrivals, run times, boot times (for idle_policy = adaptive and the free-up rule) --
