@@ -19,7 +19,7 @@ from pathlib import Path
 
 from _common import ROOT, machine
 
-BENCHES = ("policies", "decide", "startup", "memory", "tick_cpu", "api_calls")
+BENCHES = ("policies", "multi_cloud", "decide", "startup", "memory", "tick_cpu", "api_calls")
 
 HEADER = """# Performance
 

@@ -39,7 +39,9 @@ class SimPolicy(str, enum.Enum):
 
 @app.command()
 def simulate(
-    config: Annotated[Path, typer.Option(help="Config file (validated for the simulated provider).")],
+    config: Annotated[
+        Path, typer.Option(help="Config file (one cloud: run on the simulated provider; several: each simulated).")
+    ],
     trace: Annotated[Path, typer.Option(help="Trace file (JSON; see docs/simulate.md).")],
     policy: Annotated[
         SimPolicy, typer.Option(help="scaler: this project's loop; clearml: ClearML's own autoscaler.")

@@ -269,6 +269,11 @@ def use_cloud(cloud: SimulatedCloud | None) -> None:
     _active = cloud
 
 
+def active_cloud() -> SimulatedCloud | None:
+    """The cloud :func:`use_cloud` made active (a simulation in progress), if any."""
+    return _active
+
+
 @contextlib.contextmanager
 def _cloud_for(config: Config) -> Iterator[SimulatedCloud]:
     settings = config.provider_settings  # normalised by core from SECTION

@@ -206,8 +206,9 @@ class ClearMLRun:
     """One run of ClearML's autoscaler on a trace."""
 
     def __init__(self, config: Config, spec: SimTrace) -> None:
-        from scaler.sim.trace import make_world
+        from scaler.sim.trace import make_world, with_clouds
 
+        spec = with_clouds(spec, config)  # a multi-cloud config: each cloud's boot time and outages
         self.config = config
         self.spec = spec
         self.settings = spec.clearml

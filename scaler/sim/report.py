@@ -54,6 +54,7 @@ class ResourceRow:
     cost: float = 0.0  # each machine's hours at its price (on-demand machines of a spot resource: on_demand_price)
     boot_cost: float = 0.0  # the part of the cost billed while machines booted
     premium: float = 0.0  # task hours × (the machine's price − the cheapest of the queue)
+    cloud: str = ""  # the cloud it runs on, when the trace or the config speaks of clouds
 
     @property
     def launched(self) -> int:
@@ -66,6 +67,7 @@ class ResourceRow:
     def as_dict(self) -> dict[str, Any]:
         return {
             "resource": self.name,
+            **({"cloud": self.cloud} if self.cloud else {}),
             "queue": self.queue,
             "price_per_hour": self.price_per_hour,
             "on_demand_price_per_hour": self.on_demand_price,
@@ -136,6 +138,24 @@ class Report:
         premium = sum(row.premium for row in self.resources)
         return {"boot": boot, "premium": premium, "idle": self.cost - self.lower_bound - boot - premium}
 
+    def clouds(self) -> list[ResourceRow]:
+        """Per cloud, in order of first resource: its resources' figures summed (one row each,
+        ``name`` the cloud's); empty when no resource names its cloud."""
+        rows: dict[str, ResourceRow] = {}
+        for r in self.resources:
+            if not r.cloud:
+                continue
+            row = rows.setdefault(r.cloud, ResourceRow(r.cloud, "", 0.0, 0.0, cloud=r.cloud))
+            row.launched_spot += r.launched_spot
+            row.launched_on_demand += r.launched_on_demand
+            row.instance_hours += r.instance_hours
+            row.task_hours += r.task_hours
+            row.lower_bound += r.lower_bound
+            row.cost += r.cost
+            row.boot_cost += r.boot_cost
+            row.premium += r.premium
+        return list(rows.values())
+
     @property
     def max_boot_time(self) -> float:
         return max((r.boot_time for r in self.resources), default=0.0)
@@ -147,6 +167,7 @@ class Report:
             "seed": self.seed,
             "polling_interval": self.polling_interval,
             "resources": [r.as_dict() for r in self.resources],
+            **({"clouds": [_cloud_dict(c) for c in self.clouds()]} if self.clouds() else {}),
             "total": {
                 "launched": sum(r.launched for r in self.resources),
                 "instance_hours": round(self.instance_hours, 3),
@@ -185,6 +206,17 @@ class Report:
         return out
 
 
+def _cloud_dict(row: ResourceRow) -> dict[str, Any]:
+    return {
+        "cloud": row.name,
+        "launched": {"spot": row.launched_spot, "on_demand": row.launched_on_demand},
+        "instance_hours": round(row.instance_hours, 3),
+        "cost": round(row.cost, 4),
+        "task_hours": round(row.task_hours, 3),
+        "lower_bound": round(row.lower_bound, 4),
+    }
+
+
 def build_report(
     world: TraceWorld,
     config: Config,
@@ -204,7 +236,9 @@ def build_report(
     for r in config.resources:
         price = spec.prices.get(r.name, r.price_per_hour)
         on_demand = spec.on_demand_prices.get(r.name, price) if r.spot else price
-        rows[r.name] = ResourceRow(r.name, r.queue, price, spec.boot_time(r.name), on_demand)
+        rows[r.name] = ResourceRow(
+            r.name, r.queue, price, spec.boot_time(r.name), on_demand, cloud=spec.resource_clouds.get(r.name, "")
+        )
         cheapest[r.queue] = min(cheapest.get(r.queue, math.inf), price)
 
     def price_of(inst: simulated.SimInstance, row: ResourceRow) -> float:
@@ -372,6 +406,21 @@ def render_text(report: Report) -> str:
         _ratio(report.ratio),
     )
     console.print(table)
+    clouds = report.clouds()
+    if clouds:
+        per_cloud = Table(title="Per cloud")
+        for column in ("cloud", "launched (spot/od)", "instance-h", "cost", "task-h", "lower bound"):
+            per_cloud.add_column(column, justify="left" if column == "cloud" else "right")
+        for row in clouds:
+            per_cloud.add_row(
+                row.name,
+                f"{row.launched} ({row.launched_spot}/{row.launched_on_demand})",
+                f"{row.instance_hours:.2f}",
+                _money(row.cost),
+                f"{row.task_hours:.2f}",
+                _money(row.lower_bound),
+            )
+        console.print(per_cloud)
     summary = Table(title="Tasks and fleet")
     summary.add_column("figure")
     summary.add_column("value")

@@ -1,6 +1,7 @@
 """A trace to replay (``scaler simulate``), with what it says about the cloud per resource (boot
-time, price), its seeded variation, and the world that replays it (:class:`TraceWorld`: the
-simulated cloud with per-resource boot times, sampling a timeline as it goes).
+time, price) and per cloud of a multi-cloud fleet (boot time, outages), its seeded variation,
+and the world that replays it (:class:`TraceWorld`: the simulated cloud with per-resource boot
+times and cloud outages, sampling a timeline as it goes).
 
 Built on :mod:`scaler.sim.world` (the trace, the in-memory queue and agents, the world). The
 trace format (a JSON file) is described in ``docs/simulate.md``.
@@ -18,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from scaler.default_plugins import simulated
 from scaler.engine.policy import RequeueResult
-from scaler.errors import ConfigError
+from scaler.errors import CapacityError, ConfigError
 from scaler.sim.world import SimQueue, SimTask, TaskSpec, Trace, VirtualClock, World
 
 if TYPE_CHECKING:
     from scaler.config.model import Config
+    from scaler.types import Instance
 
 SAMPLE_EVERY = 60.0  # seconds between two points of the timeline (pending tasks, fleet size)
 
@@ -64,6 +66,55 @@ class ClearMLSettings:
 
 
 @dataclass(frozen=True)
+class CloudOutage:
+    """The cloud's capacity for its resources (``resources``: only those; empty: all of the
+    cloud's) is gone in [start, end): their launches fail with a capacity error, spot ones only
+    when ``spot_only``. Resolved against a config, ``resources`` holds resource names."""
+
+    start: float
+    end: float
+    spot_only: bool = False
+    resources: tuple[str, ...] = ()
+
+    def hits(self, now: float, resource: str, spot: bool) -> bool:
+        return self.start <= now < self.end and resource in self.resources and (spot or not self.spot_only)
+
+
+@dataclass(frozen=True)
+class CloudSpec:
+    """How one cloud behaves in a trace (``clouds.<provider>``): its machines' boot time (a
+    resource's own ``resources.<name>.boot_time`` wins) and its outages."""
+
+    boot_time: float | None = None
+    outages: tuple[CloudOutage, ...] = ()
+
+    @classmethod
+    def from_dict(cls, name: str, data: Any) -> CloudSpec:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"clouds.{name}: must be an object")
+        unknown = sorted(set(data) - {"boot_time", "outages"})
+        if unknown:
+            raise ConfigError(f"clouds.{name}: unknown key(s) {', '.join(unknown)}; known: boot_time, outages")
+        outages = []
+        for index, item in enumerate(data.get("outages") or []):
+            where = f"clouds.{name}.outages[{index}]"
+            extra = sorted(set(item) - {"start", "end", "spot_only", "resources"})
+            if extra:
+                raise ConfigError(
+                    f"{where}: unknown key(s) {', '.join(extra)}; known: start, end, spot_only, resources"
+                )
+            start, end = float(item["start"]), float(item["end"])
+            if end <= start:
+                raise ConfigError(f"{where}: end ({end:g}) must come after start ({start:g})")
+            names = item.get("resources") or []
+            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+                raise ConfigError(f"{where}.resources: must be a list of resource names")
+            outages.append(CloudOutage(start, end, bool(item.get("spot_only", False)), tuple(names)))
+        boot = data.get("boot_time")
+        return cls(None if boot is None else float(boot), tuple(outages))
+
+
+@dataclass(frozen=True)
 class SimTrace:
     """A :class:`scaler.sim.world.Trace` plus the cloud's behaviour per resource and the settings
     of the ClearML policy run."""
@@ -75,13 +126,34 @@ class SimTrace:
     clearml: ClearMLSettings = field(default_factory=ClearMLSettings)
     jitter: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_JITTER))
     seed: int | None = None  # set by vary(): also jitters each machine's boot time
+    clouds: dict[str, CloudSpec] = field(default_factory=dict)  # provider -> its boot time and outages
+    #: resource -> the cloud it runs on, as the config says (:func:`with_clouds`); empty: not resolved
+    resource_clouds: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.trace.name
 
     def boot_time(self, resource: str) -> float:
-        return self.boot_times.get(resource, self.trace.boot_time)
+        """The resource's own boot time, else its cloud's, else the trace's."""
+        if resource in self.boot_times:
+            return self.boot_times[resource]
+        cloud = self.clouds.get(self.resource_clouds.get(resource, ""))
+        if cloud is not None and cloud.boot_time is not None:
+            return cloud.boot_time
+        return self.trace.boot_time
+
+    def cloud_outages(self) -> list[CloudOutage]:
+        """The clouds' outages, each naming the resources it takes (those of its cloud, or the
+        ones it lists among them); outages of a cloud no resource runs on take nothing."""
+        found = []
+        for name, cloud in self.clouds.items():
+            own = tuple(r for r, c in self.resource_clouds.items() if c == name)
+            for outage in cloud.outages:
+                hit = tuple(r for r in own if not outage.resources or r in outage.resources)
+                if hit:
+                    found.append(replace(outage, resources=hit))
+        return found
 
     @classmethod
     def load(cls, path: str | Path) -> SimTrace:
@@ -111,7 +183,26 @@ class SimTrace:
         jitter = dict(DEFAULT_JITTER)
         jitter.update({str(k): float(v) for k, v in (data.get("jitter") or {}).items()})
         clearml = ClearMLSettings.from_dict(data.get("clearml_policy") or {})
-        return cls(trace, boot_times, prices, on_demand, clearml, jitter)
+        clouds_data = data.get("clouds") or {}
+        if not isinstance(clouds_data, Mapping):
+            raise ConfigError("clouds: must be an object of provider name -> {boot_time, outages}")
+        clouds = {str(name): CloudSpec.from_dict(str(name), item) for name, item in clouds_data.items()}
+        return cls(trace, boot_times, prices, on_demand, clearml, jitter, clouds=clouds)
+
+
+def with_clouds(spec: SimTrace, config: Config, written_for: str = "") -> SimTrace:
+    """``spec`` with each of the config's resources mapped to its cloud, so that the trace's
+    ``clouds`` apply to them and the report can show each cloud: in a multi-cloud config, each
+    resource's provider; in a one-cloud config, ``written_for`` (the cloud it was written for,
+    e.g. ``aws`` for an AWS config simulated on the simulated cloud), else its provider. Left as
+    it is when already resolved, or when neither the trace nor the config speaks of clouds."""
+    if spec.resource_clouds or not (spec.clouds or config.multi_cloud):
+        return spec
+    if config.multi_cloud:
+        clouds = {r.name: r.provider_name for r in config.resources}
+    else:
+        clouds = {r.name: written_for or r.provider_name or config.provider_name for r in config.resources}
+    return replace(spec, resource_clouds=clouds)
 
 
 def vary(spec: SimTrace, seed: int | None) -> SimTrace:
@@ -141,7 +232,8 @@ def vary(spec: SimTrace, seed: int | None) -> SimTrace:
 
 @dataclass
 class TraceCloud(simulated.SimulatedCloud):
-    """The simulated cloud with a boot time per resource (and per machine, with a seed).
+    """The simulated cloud with a boot time per resource (and per machine, with a seed), and
+    the trace's cloud outages (:class:`CloudOutage`, resolved to resource names).
 
     The parent is built with ``boot_time = inf`` so that its :meth:`step` only retires
     stopping machines; booting is decided here.
@@ -151,7 +243,34 @@ class TraceCloud(simulated.SimulatedCloud):
     default_boot: float = 90.0
     boot_jitter: float = 0.0
     seed: int | None = None
+    cloud_outages: list[CloudOutage] = field(default_factory=list)
     _boots: dict[str, float] = field(default_factory=dict)
+
+    def out(self, resource: str, spot: bool) -> bool:
+        """Whether a cloud outage takes launches of ``resource`` (spot or not) now."""
+        now = self.clock()
+        return any(o.hits(now, resource, spot) for o in self.cloud_outages)
+
+    def spot_out(self, resource: str) -> bool:
+        return super().spot_out(resource) or (bool(self.cloud_outages) and self.out(resource, True))
+
+    def launch(
+        self,
+        scaler: str,
+        resource: str,
+        count: int,
+        token: str,
+        spot: bool,
+        instance_type: str = "",
+        init_script: str = "",
+        fleet: str = "",
+    ) -> list[Instance]:
+        if self.cloud_outages and not (token and token in self.tokens) and self.out(resource, spot):
+            self.calls.append("launch")
+            raise CapacityError(
+                f"cloud outage: no {'spot' if spot else 'on-demand'} capacity for {resource}", code="SimulatedOutage"
+            )
+        return super().launch(scaler, resource, count, token, spot, instance_type, init_script, fleet)
 
     def boot_of(self, inst: simulated.SimInstance) -> float:
         boot = self._boots.get(inst.id)
@@ -195,6 +314,15 @@ class TraceQueue(SimQueue):
         return self.waited.get(task.id, 0.0) + start - self.queued_at.get(task.id, task.arrived)
 
 
+def _boot_times(spec: SimTrace) -> dict[str, float]:
+    """Per resource: its own boot time, or its cloud's (the trace's default is the cloud's)."""
+    found = dict(spec.boot_times)
+    for resource in spec.resource_clouds:
+        if resource not in found and spec.boot_time(resource) != spec.trace.boot_time:
+            found[resource] = spec.boot_time(resource)
+    return found
+
+
 class TraceWorld(World):
     """:class:`scaler.sim.world.World` on a :class:`TraceCloud`, sampling a timeline as it goes."""
 
@@ -215,10 +343,11 @@ class TraceWorld(World):
             capacity=dict(capacity or {}),
             spot_available=spot_available,
             spot_outages=list(spec.trace.spot_outages),
-            boot_times=dict(spec.boot_times),
+            boot_times=_boot_times(spec),
             default_boot=spec.trace.boot_time,
             boot_jitter=spec.jitter.get("boot_time", 0.0),
             seed=spec.seed,
+            cloud_outages=spec.cloud_outages(),
         )
         self.timeline: list[tuple[float, int, int]] = []  # (time, pending tasks, alive machines)
         self.hooks: list[Callable[[], None]] = []  # run after every step (e.g. open spot requests)

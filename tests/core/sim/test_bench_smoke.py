@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import REPO
 
-BENCHES = ("policies", "decide", "startup", "memory", "tick_cpu", "api_calls")
+BENCHES = ("policies", "multi_cloud", "decide", "startup", "memory", "tick_cpu", "api_calls")
 
 
 @pytest.mark.parametrize("name", BENCHES)

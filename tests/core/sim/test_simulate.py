@@ -138,8 +138,10 @@ def test_reference_traces_load_with_their_configs(host: PluginHost) -> None:
     for name in names:
         config, spec = load(host, TRACES / f"{name}.conf", TRACES / f"{name}.json")
         assert spec.trace.tasks and spec.trace.description
-        for resource in config.resources:  # every resource's cloud behaviour is in the trace
-            assert resource.name in spec.boot_times and resource.name in spec.prices
+        for resource in config.resources:  # every resource's cloud behaviour is in the trace (or its cloud's)
+            cloud = spec.clouds.get(spec.resource_clouds.get(resource.name, ""))
+            assert resource.name in spec.boot_times or (cloud is not None and cloud.boot_time is not None)
+            assert resource.name in spec.prices or (spec.clouds and resource.price_per_hour > 0)
 
 
 def test_policies_differ_where_clearml_has_no_rule(host: PluginHost) -> None:
