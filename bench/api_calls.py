@@ -59,7 +59,12 @@ def make_config(host: PluginHost, n: int) -> Config:
     raw = {
         "scaler": {"name": NAME, "workers_prefix": PREFIX, "max_idle_time": 0, "polling_interval": 30},
         "aws": {"region": REGION, "request_timeout": 600},  # moto renders 1,000 instances in seconds
-        "resources": [res("a1", "qa", n + 10), res("a2", "qa", n + 10), res("b1", "qb", B1_ROOM), res("b2", "qb", 100)],
+        "resources": [
+            res("a1", "qa", n // 2 + 10),
+            res("a2", "qa", n // 2 + 10),
+            res("b1", "qb", B1_ROOM),
+            res("b2", "qb", 100),
+        ],
     }
     problems = [
         p.render() for p in host.validate(copy.deepcopy(raw), "aws", host.provider_names()) if p.severity == "error"

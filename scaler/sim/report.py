@@ -6,7 +6,8 @@
   termination and runs one task at a time, so the bound is never above the measured cost
   (per resource too: each resource's bound sums the tasks that ran on it).
 * task wait p50/p95/max (the time a task spent queued: arrival → first start, plus each
-  re-enqueue → the next start), launches by reason, failed launch calls, terminations by reason
+  re-enqueue → the next start; a task the policy dropped, stranded or failed, waits from its
+  arrival to the end of the run: it was never served to its end), launches by reason, failed launch calls, terminations by reason
   (a spot reclaim is one, by the cloud), spot reclaims, re-enqueued tasks;
 * the work a policy dropped: **stranded** tasks (their machine vanished and nobody re-enqueued
   them: ClearML's autoscaler never does, so they stay "running" forever) and **failed** ones
@@ -266,9 +267,12 @@ def build_report(
         ran_on.task_hours += hours
         ran_on.lower_bound += hours * floor
         ran_on.premium += hours * (price_of(machine, ran_on) - floor)
-    waits = [world.queue.wait(t, now) for t in tasks]
     stranded = set(world.stranded())
     failed = [t for t in tasks if t.status == "failed"]
+    # a task a policy dropped (stranded: ClearML's never re-enqueues; failed: max_requeues) never ran
+    # to its end: it counts as waiting from its arrival to the end of the run, not as served
+    gave_up = stranded | {t.id for t in failed}
+    waits = [now - t.arrived if t.id in gave_up else world.queue.wait(t, now) for t in tasks]
     dropped = [t for t in tasks if t.id in stranded] + failed
     report = Report(
         trace=spec.name,

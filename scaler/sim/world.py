@@ -171,7 +171,8 @@ class SimQueue:
             return RequeueResult.GAVE_UP
         task.requeues += 1
         task.status, task.worker, task.started = "queued", "", None
-        self.queues.setdefault(queue, deque()).appendleft(task_id)
+        # at the back, as ClearML's tasks.enqueue (what the scaler's re-enqueue calls) puts it
+        self.queues.setdefault(queue, deque()).append(task_id)
         return RequeueResult.REQUEUED
 
     def server_info(self) -> ServerInfo:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scaler.errors import ConfigError
 from scaler.host import PluginHost
+from scaler.sim import run as sim_run
 from scaler.sim.run import SimTrace, load, render_text, simulate, vary
+from scaler.sim.trace import make_world
 from scaler.sim.world import Trace, VirtualClock, World
 
 MACHINES = 8
@@ -125,3 +128,57 @@ def test_clearml_strands_the_reclaimed_task_and_the_report_counts_its_hours(stra
     assert (ours.stranded_task_hours, ours.dropped_lower_bound) == (0.0, 0.0)
     assert ours.lower_bound == pytest.approx(1.0)  # both tasks done: 2 task-hours at $0.50
     assert "work dropped (stranded, failed) │ none" in render_text(ours)
+
+
+def test_a_stranded_task_waits_until_the_end_of_the_run(strand: tuple[Path, Path]) -> None:
+    # ClearML's stranded task was never served to its end: it waits from its arrival (t = 0) to the
+    # end of the run, so dropping it cannot make the waits look shorter
+    host = PluginHost()
+    config, spec = load(host, *strand)
+    theirs = simulate(config, host, spec, "clearml")
+    assert theirs.stranded == 1
+    assert theirs.wait_max == pytest.approx(theirs.end, abs=60)  # it arrived in the first minute
+    ours = simulate(config, host, spec, "scaler")
+    assert ours.wait_max < 1800  # the re-enqueued task waited only for a new machine
+
+
+REQUEUE_CONF = """
+scaler { name = "order", workers_prefix = "order", polling_interval = 30s, max_idle_time = 30m }
+simulated {}
+resources = [ { name = "gpu", queue = "gpu", max_instances = 1, spot = true, price_per_hour = 1.0 } ]
+"""
+
+
+def test_a_reenqueued_task_goes_to_the_back_of_its_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # one machine; task A runs, B and C wait; A's machine is reclaimed: A is re-enqueued behind B
+    # and C (ClearML's tasks.enqueue appends), so B then C run before A's second attempt
+    conf, trace = tmp_path / "order.conf", tmp_path / "order.json"
+    conf.write_text(REQUEUE_CONF)
+    trace.write_text(
+        json.dumps(
+            {
+                "name": "order",
+                "horizon": 6 * 3600,
+                "resources": {"gpu": {"boot_time": 60}},
+                "tasks": [
+                    {"at": 0, "queue": "gpu", "duration": 1200, "name": "A"},
+                    {"at": 10, "queue": "gpu", "duration": 600, "name": "B"},
+                    {"at": 20, "queue": "gpu", "duration": 600, "name": "C"},
+                ],
+                "preemptions": [{"at": 600, "resource": "gpu"}],
+            }
+        )
+    )
+    worlds: list[Any] = []
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        worlds.append(make_world(*args, **kwargs))
+        return worlds[-1]
+
+    monkeypatch.setattr(sim_run, "make_world", keep)
+    host = PluginHost()
+    config, spec = load(host, conf, trace)
+    report = sim_run.run_scaler_policy(config, host, spec)
+    assert (report.completed, report.requeued) == (3, 1)
+    started = {t.name: t.started for t in worlds[0].queue.tasks.values()}
+    assert started["B"] < started["C"] < started["A"], started
