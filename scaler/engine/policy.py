@@ -789,7 +789,7 @@ def _plan_launches(
             why = (
                 f"max_launch_per_tick = {settings.max_launch_per_tick} leaves the rest for the next ticks"
                 if rate_limited
-                else "every resource serving it is full, capped or out of capacity"
+                else "every resource serving it is full, capped, out of capacity or on a cloud that could not be listed"
             )
             out.info("queue_short", f"queue '{queue}' still needs {_plural(demand, 'machine')}: {why}")
 
