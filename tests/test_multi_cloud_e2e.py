@@ -319,6 +319,14 @@ def test_spill_over_aws_spot_to_gcp_spot_to_aws_on_demand_then_idle_on_both_clou
     assert not report.launched and not report.terminated
     assert {name: stats["busy"] for name, stats in report.fleet.items()} == {"aws-spot": 2, "gcp-spot": 1, "aws-od": 2}
     assert report.pending == {"gpu": 0}
+    # a steady tick reads each cloud once: one EC2 listing, one GCE listing, whatever the resources
+    ec2_before = Counter(clouds.proxy.actions)
+    gce_before = len(clouds.gce.requests.matching("GET", r"/instances"))
+    report = clouds.tick(loop)
+    ec2_reads = {k: v - ec2_before[k] for k, v in Counter(clouds.proxy.actions).items() if v > ec2_before[k]}
+    assert ec2_reads == {"DescribeInstances": 1}, ec2_reads
+    assert len(clouds.gce.requests.matching("GET", r"/instances")) - gce_before == 1
+    assert not report.launched and not report.terminated
 
     # the tasks end; the machines idle on both clouds and go after max_idle_time
     for worker in clouds.workers():
@@ -335,7 +343,7 @@ def test_spill_over_aws_spot_to_gcp_spot_to_aws_on_demand_then_idle_on_both_clou
     assert clouds.proxy.count("TerminateInstances") - terminate_calls == 2  # one per AWS resource
     report = clouds.tick(loop)
     assert not report.launched and not report.terminated and not report.errors
-    assert clouds.ticks == 10 and clouds.launched == Counter({"aws-spot": 2, "gcp-spot": 1, "aws-od": 2})
+    assert clouds.ticks == 11 and clouds.launched == Counter({"aws-spot": 2, "gcp-spot": 1, "aws-od": 2})
     assert all(clouds.clearml.task(t)["status"] == "completed" for t in tasks)
 
 
