@@ -41,10 +41,23 @@ from tests.fakes.ec2 import (
 )
 
 NAME, PREFIX = "bench-fleet", "bench"
-BUSY = ("a1", "a2")  # queue qa: the fleet
+BUSY = ("a1", "a2")  # queue qa: the fleet (the action tick idles some of these)
+PER_RESOURCE = 990  # max_instances is at most 1,000: past 2 x this, the rest of the fleet is on fillers f1, f2, ...
 LAUNCH = ("b1", "b2")  # queue qb: launches (b1 fills up, demand spills to b2)
 B1_ROOM = 3
 EC2_WRITES = ("RunInstances", "TerminateInstances", "CreateTags", "RequestSpotInstances", "CancelSpotInstanceRequests")
+
+
+def sizes_of(n: int) -> dict[str, int]:
+    """How the fleet of ``n`` busy instances is spread: half on each of a1, a2 (at most
+    :data:`PER_RESOURCE` each), the rest on filler resources of the same queue."""
+    sizes = {resource: min(PER_RESOURCE, n // 2 + (n % 2 if k == 0 else 0)) for k, resource in enumerate(BUSY)}
+    rest, k = n - sum(sizes.values()), 0
+    while rest > 0:
+        k += 1
+        sizes[f"f{k}"] = min(PER_RESOURCE, rest)
+        rest -= sizes[f"f{k}"]
+    return sizes
 
 
 def make_config(host: PluginHost, n: int) -> Config:
@@ -60,8 +73,7 @@ def make_config(host: PluginHost, n: int) -> Config:
         "scaler": {"name": NAME, "workers_prefix": PREFIX, "max_idle_time": 0, "polling_interval": 30},
         "aws": {"region": REGION, "request_timeout": 600},  # moto renders 1,000 instances in seconds
         "resources": [
-            res("a1", "qa", n // 2 + 10),
-            res("a2", "qa", n // 2 + 10),
+            *(res(resource, "qa", size + 10) for resource, size in sizes_of(n).items()),
             res("b1", "qb", B1_ROOM),
             res("b2", "qb", 100),
         ],
@@ -84,8 +96,7 @@ def fleet(proxy: EC2Proxy, fake: FakeClearML, n: int) -> dict[str, list[str]]:
     ids: dict[str, list[str]] = {}
     fake.create_queue("qa")
     fake.create_queue("qb")
-    for k, resource in enumerate(BUSY):
-        size = n // 2 + (n % 2 if k == 0 else 0)
+    for resource, size in sizes_of(n).items():
         tags = {TAG_SCALER: NAME, TAG_RESOURCE: resource, TAG_LAUNCH_TOKEN: f"bench-{resource}"}
         ids[resource] = create_instances_direct(proxy, size, tags) if size else []
         for instance_id in ids[resource]:
