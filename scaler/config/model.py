@@ -184,13 +184,20 @@ class Config:
         return include_foreign or tags.get(TAG_FLEET, "") in ("", self.fleet_id)
 
     def resource(self, name: str) -> Resource | None:
-        for item in self.resources:
-            if item.name == name:
-                return item
-        return None
+        by_name = self.__dict__.get("_by_name")
+        if by_name is None:  # the policy asks per instance: index once (a frozen config never changes)
+            by_name = self.__dict__["_by_name"] = {}
+            for item in self.resources:
+                by_name.setdefault(item.name, item)
+        return by_name.get(name)
 
     def resources_for_queue(self, queue: str) -> list[Resource]:
-        return [item for item in self.resources if item.queue == queue]
+        by_queue = self.__dict__.get("_by_queue")
+        if by_queue is None:
+            by_queue = self.__dict__["_by_queue"] = {}
+            for item in self.resources:
+                by_queue.setdefault(item.queue, []).append(item)
+        return list(by_queue.get(queue, ()))
 
     @property
     def queues(self) -> list[str]:
