@@ -144,8 +144,9 @@ class Config:
 
     def for_provider(self, name: str) -> Config:
         """What a hook of provider ``name`` is given: this configuration as if ``name`` were its
-        only provider (its settings, its resources, its vault texts). The same object when it is."""
-        if not self.multi_cloud and name in (self.provider_name, ""):
+        only provider (its settings, its resources, its vault texts). The same object when the
+        configuration has one provider (or none)."""
+        if not self.multi_cloud:
             return self
         views = self.__dict__.setdefault("_views", {})
         view = views.get(name)
