@@ -11,6 +11,8 @@ Rules (see docs/how-it-works.md):
 * demand per queue = pending tasks − idle own workers on it − own instances still booting;
   resources of the queue are filled in config order up to ``max_instances`` each, spilling
   to the next one when a resource is full, out of capacity, or its spot market is failing;
+* a launch that would go to a dearer machine (on-demand fallback, dearer resource) first leaves to the
+  busy workers of the queue what they are expected to take within 2 boot times (spill-over patience);
 * a spot resource in blackout is probed once the blackout has run ``max(5m, regular_instance_rollback_timeout)``:
   one spot launch per tick with demand, before on-demand (the tick's re-plan launches on-demand when
   it fails; a success ends the blackout);
@@ -721,6 +723,7 @@ def _plan_launches(
             for launch in state.unconfirmed.values()
             if (r := config.resource(launch.resource)) is not None and r.queue == queue
         )
+        freeing = 0
         if demand > 0:
             freeing, boot, notes = _freeing(config, fleet, state, now, queue)
             if freeing:
@@ -735,12 +738,24 @@ def _plan_launches(
             continue
         wanted = demand
         rate_limited = False
-        for resource, spot, note in _order(config.resources_for_queue(queue), state, now, out):
+        resources = config.resources_for_queue(queue)
+        cheapest = min((r.price_per_hour for r in resources if r.price_per_hour > 0), default=0.0)
+        patient = False  # the spill-over patience rule was applied to this queue
+        for resource, spot, note in _order(resources, state, now, out):
             if demand <= 0:
                 break
             room = resource.max_instances - fleet.count(resource.name) - unconfirmed_by_res[resource.name]
             if room <= 0:
                 continue
+            dearer = (resource.spot and not spot) or 0 < cheapest < resource.price_per_hour
+            if dearer and not patient:
+                patient = True
+                held_for, line = _spill_patience(config, fleet, state, now, queue, resource, demand, freeing)
+                if held_for:
+                    demand -= held_for
+                    out.info("spill_patience", line)
+                    if demand <= 0:
+                        break
             count = min(demand, room)
             if settings.max_launch_per_tick:
                 budget = max(0, settings.max_launch_per_tick - state.tick_launched.get(resource.name, 0))
@@ -894,6 +909,10 @@ BOOT_COST_FACTOR = 2.0
 #: a busy worker counts as freeing up when at least this share of the runs like its task that lasted
 #: as long as it has run so far ended within one boot time more
 FREE_UP_SHARE = 0.8
+#: spill-over patience: before launching a dearer machine (an on-demand fallback, a resource dearer than
+#: the queue's cheapest), the pending tasks that busy workers are expected to take within this many boot
+#: times are left to them (a task left so waits about one boot time longer than for the new machine)
+SPILL_PATIENCE = 2.0
 
 
 def _remember(store: dict[str, tuple[float, ...]], key: str, value: float, keep: int) -> None:
@@ -1111,6 +1130,50 @@ def _freeing(config: Config, fleet: Fleet, state: PolicyState, now: float, queue
                     usual = sorted(soon)[len(soon) // 2]
                     notes.append(f"{worker.task} ({seen[2] or queue}) has run {_about(ran)} of a usual {_about(usual)}")
     return count, boot, notes
+
+
+def _spill_patience(
+    config: Config,
+    fleet: Fleet,
+    state: PolicyState,
+    now: float,
+    queue: str,
+    resource: Resource,
+    demand: int,
+    freeing: int,
+) -> tuple[int, str]:
+    """The spill-over patience rule: how many of ``demand`` pending tasks to leave to the busy
+    workers of ``queue`` instead of launching the dearer ``resource`` (an on-demand fallback, or a
+    resource dearer than the queue's cheapest), and the log line. The expected number of busy workers
+    finishing within SPILL_PATIENCE boot times is the sum, over them, of the share of the runs like
+    their task that lasted as long as it has run so far and ended within that time more; its whole
+    part, less the workers the free-up rule counted already, is held back. Without evidence (no boot
+    time seen, fewer than MIN_DURATIONS such runs) nothing is held back."""
+    boot = _boot_time(state, config.resources_for_queue(queue))
+    if boot is None:
+        return 0, ""
+    expected = 0.0
+    busy = 0
+    for other in config.resources_for_queue(queue):
+        for inst in fleet.alive.get(other.name, ()):
+            for worker in fleet.workers_of.get(inst.id, ()):
+                seen = state.task_seen.get(worker.task or "")
+                if seen is None or seen[1] < 0:
+                    continue
+                busy += 1
+                ran = now - seen[1]
+                longer = [d for d in _runs_like(state, queue, seen[2]) if d > ran]
+                if len(longer) >= MIN_DURATIONS:
+                    expected += sum(1 for d in longer if d <= ran + SPILL_PATIENCE * boot) / len(longer)
+    held = min(demand, math.floor(expected + 1e-9) - freeing)
+    if held <= 0:
+        return 0, ""
+    what = f"on-demand '{resource.name}'" if resource.spot else f"dearer '{resource.name}'"
+    return held, (
+        f"queue '{queue}': {_plural(held, 'pending task')} left to busy workers instead of launching "
+        f"{what}: {busy} busy, ~{expected:.1f} expected to finish within "
+        f"{SPILL_PATIENCE:g} x the boot time ({_about(boot)})"
+    )
 
 
 # --- what the reconciler reports back (every change of state outside `decide` is one of these) --

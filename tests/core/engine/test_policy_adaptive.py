@@ -35,7 +35,7 @@ class Snippet:
         for resource in self.boots:
             state.boot_times[resource] = (BOOT,)
         for name, took in self.runs:
-            for key in (f"q\x00{name}", "q"):
+            for key in (f"q\x00{name}", f"q\x00{name.rsplit('-', 1)[0]}*", "q"):  # name, family, queue
                 state.durations[key] = (*state.durations.get(key, ()), took)
         for task, name, at in self.running:
             state.task_seen[task] = ("q", at, name, "b1")
@@ -54,6 +54,11 @@ def Wt(res: str, iid: str, task: str, name: str) -> WorkerObs:
 
 
 EVERY_10M = tuple(float(t) for t in range(0, 3601, 600))  # a task every 10 minutes until 1:00:00
+
+#: run times for the spill-over patience cases: at 25m, each of 4 ran longer; 1 ended within 2m more
+#: (25% < 80%: the free-up rule does not count it), 2 within 4m more (2 boots): 50% per worker
+PATIENCE_RUNS = (("r-1", 1600.0), ("r-2", 1700.0), ("r-3", 1800.0), ("r-4", 1900.0))
+BUSY_2 = [Wt("a", "b1", "t1", "job-1"), Wt("a", "b2", "t2", "job-2")]
 
 CASES = [
     (
@@ -200,6 +205,90 @@ CASES = [
             running=(("t9", "train-9", 0),),
         ),
         [Tick(1500, {"q": 1}, [M("b1")], [Wt("a", "b1", "t9", "train-9")], launches=[("a", 1, "on-demand")])],
+    ),
+    (
+        "spill-over patience: the cheap resource is full, its 2 workers each ~50% likely done within 2 boots: "
+        "1 of 2 pending tasks is left to them, the dearer resource launches 1; later they run on: it launches",
+        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
+        Snippet(runs=PATIENCE_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0))),
+        [
+            Tick(
+                1500,
+                {"q": 2},
+                [M("b1"), M("b2")],
+                BUSY_2,
+                launches=[("b", 1, "on-demand")],
+                notices=["info:spill_patience"],
+                says=(
+                    "queue 'q': 1 pending task left to busy workers instead of launching dearer 'b': 2 busy, "
+                    "~1.0 expected to finish within 2 x the boot time (2m)",
+                ),
+            ),
+            # 1900 s in, only one run like theirs lasted that long: no evidence, the second machine is launched
+            Tick(
+                1900,
+                {"q": 2},
+                [M("b1"), M("b2"), M("n1", "b", state="pending", at=1500)],
+                BUSY_2,
+                launches=[("b", 1, "on-demand")],
+            ),
+        ],
+    ),
+    (
+        "spill-over patience does not count twice a worker the free-up rule already counted (~1.7 expected, 1 of "
+        "them freeing): 1 of 3 pending tasks left, the dearer resource launches 2",
+        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
+        Snippet(
+            runs=(("train-1", 1600.0), ("train-2", 1620.0), ("train-3", 1610.0), *PATIENCE_RUNS),
+            running=(("t1", "train-9", 0), ("t2", "job-2", 0)),
+        ),
+        [
+            Tick(
+                1500,
+                {"q": 3},
+                [M("b1"), M("b2")],
+                [Wt("a", "b1", "t1", "train-9"), Wt("a", "b2", "t2", "job-2")],
+                launches=[("b", 2, "on-demand")],
+                notices=["info:free_up"],
+            )
+        ],
+    ),
+    (
+        "spill-over patience holds nothing back when the next resource is no dearer",
+        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.2)),
+        Snippet(runs=PATIENCE_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0))),
+        [Tick(1500, {"q": 2}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 2, "on-demand")])],
+    ),
+    (
+        "spill-over patience: a spot resource in blackout would launch on-demand: 1 of 2 left to its busy workers",
+        C(R("a", spot=True, price_per_hour=0.2)),
+        Snippet(runs=PATIENCE_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0)), spot_failing=("a",)),
+        [
+            Tick(
+                1500,
+                {"q": 2},
+                [Spot("b1"), Spot("b2")],
+                BUSY_2,
+                launches=[("a", 1, "on-demand")],
+                notices=["info:spill_patience"],
+                says=("instead of launching on-demand 'a'",),
+            )
+        ],
+    ),
+    (
+        "spill-over patience: heavy-tailed runs (~0.5 expected within 2 boots in all): the dearer resource launches 2",
+        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
+        Snippet(
+            runs=(("r-1", 1600.0), ("r-2", 9000.0), ("r-3", 40000.0), ("r-4", 90000.0)),
+            running=(("t1", "job-1", 0), ("t2", "job-2", 0)),
+        ),
+        [Tick(1500, {"q": 2}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 2, "on-demand")])],
+    ),
+    (
+        "spill-over patience: no boot time seen for the queue's resources: nothing held back",
+        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
+        Snippet(boots=(), runs=PATIENCE_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0))),
+        [Tick(1500, {"q": 2}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 2, "on-demand")])],
     ),
 ]
 
