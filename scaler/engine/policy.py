@@ -170,6 +170,7 @@ class PolicyState:
     # -- evidence for the adaptive rules (idle_policy = adaptive, the free-up rule); values are
     # tuples, replaced (never changed in place), so that copy() keeps ticks independent
     last_pending: dict[str, int] = field(default_factory=dict)  # queue -> pending at the last readable tick
+    watched_since: dict[str, float] = field(default_factory=dict)  # queue -> this process's first readable tick
     # queue -> recent arrival events ((tick time, tasks arrived since the tick before), ...), oldest first
     arrivals: dict[str, tuple[tuple[float, int], ...]] = field(default_factory=dict)
     # task id -> (queue, first seen running, task name, instance id of this fleet's or "")
@@ -200,6 +201,7 @@ class PolicyState:
             out.worker_seen,
             out.launched_seen,
             out.terminated_at,
+            out.watched_since,
         ):
             for key in timers:
                 timers[key] += delta
@@ -898,7 +900,10 @@ def _probe_after(resource: Resource) -> float:
 
 ARRIVAL_MEMORY = 86400.0  # arrival events older than this are forgotten
 ARRIVAL_EVENTS = 200  # at most this many arrival events are kept per queue
-MIN_GAPS = 3  # the arrival model needs this many gaps between arrival events (else: max_idle_time)
+MIN_GAPS = 3  # the arrival model needs this many gaps between arrival events (else: the sparse estimate)
+#: a queue with fewer arrival events than MIN_GAPS + 1 that the scaler has watched this long is *sparse*:
+#: its mean gap is estimated as the time watched (at most ARRIVAL_MEMORY) / (its arrival events + 1)
+SPARSE_WATCH = 3600.0
 DURATIONS_KEPT = 50  # run times kept per queue and per task name
 DURATION_KEYS = 500  # task names whose run times are kept (the least recently seen go first)
 MIN_DURATIONS = 3  # a run-time estimate needs this many runs
@@ -975,6 +980,7 @@ def _observe(config: Config, obs: Observation, fleet: Fleet, state: PolicyState,
             continue
         before = state.last_pending.get(queue)
         state.last_pending[queue] = pending[queue]
+        state.watched_since.setdefault(queue, now)
         if before is None:
             continue
         arrived = pending[queue] - before + started[queue]
@@ -1035,6 +1041,7 @@ class ArrivalModel:
     expected: float  # seconds to the next one (mean residual gap; inf: longer than any gap seen)
     mean_gap: float
     batch: float  # tasks per arrival event
+    watched: float = 0.0  # a sparse queue (too few events for gaps): seconds the estimate is built on
 
     def time_to(self, rank: int) -> float:
         """Expected seconds until the ``rank``-th next task (1: the next one) arrives."""
@@ -1045,7 +1052,15 @@ def arrival_model(state: PolicyState, queue: str, now: float) -> ArrivalModel | 
     """The queue's arrival model from its recent arrival events; None: not enough evidence."""
     events = [e for e in state.arrivals.get(queue, ()) if now - e[0] <= ARRIVAL_MEMORY]
     if len(events) < MIN_GAPS + 1:
-        return None
+        start = state.watched_since.get(queue)
+        if start is None or now - start < SPARSE_WATCH:
+            return None
+        # a sparse queue: few arrivals over a long watch say the next one is far (a rate estimate)
+        watched = min(now - start, ARRIVAL_MEMORY)
+        gap = watched / (len(events) + 1)
+        since = now - events[-1][0] if events else watched
+        batch = sum(n for _, n in events) / len(events) if events else 1.0
+        return ArrivalModel(len(events), since, gap, gap, batch, watched)
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(events)]
     since = max(0.0, now - events[-1][0])
     later = [g - since for g in gaps if g > since]
@@ -1089,7 +1104,13 @@ def _not_needed_soon(config: Config, resource: Resource, spot: bool, state: Poli
     budget = BOOT_COST_FACTOR * boot
     if due <= budget:
         return ""
-    if math.isinf(due):
+    if model.watched:
+        nth = "its next task" if rank == 1 else f"the task for its #{rank} idle machine"
+        expect = (
+            f"queue '{resource.queue}' had {_plural(model.events, 'arrival')} in the last "
+            f"{_about(model.watched)} (a sparse queue) and expects {nth} in ~{_about(due)}"
+        )
+    elif math.isinf(due):
         expect = (
             f"queue '{resource.queue}' has had no new task for {_about(model.since)}, longer than "
             f"any gap between its last {model.events} arrivals"

@@ -27,6 +27,7 @@ class Snippet:
     runs: tuple[tuple[str, float], ...] = ()  # (task name, run time) of tasks of queue q that ended
     running: tuple[tuple[str, str, float], ...] = ()  # (task id, task name, started at) running now
     spot_failing: tuple[str, ...] = ()  # resources whose spot market is in blackout
+    watched: float | None = None  # when the scaler first read queue q (None: at the case's first tick)
 
     def state(self) -> PolicyState:
         state = PolicyState()
@@ -41,6 +42,8 @@ class Snippet:
             state.task_seen[task] = ("q", at, name, "b1")
         for resource in self.spot_failing:
             state.blackout_until[resource] = 1e9
+        if self.watched is not None:
+            state.watched_since["q"] = self.watched
         return state
 
 
@@ -103,6 +106,29 @@ CASES = [
         "adaptive idle: no evidence yet (too few arrivals): kept until max_idle_time",
         C(R("a"), max_idle_time="10m"),
         Snippet(arrivals=(0.0, 600.0)),
+        [
+            Tick(5000, {"q": 0}, [M("i1")], [W("a", "i1")]),
+            Tick(5600, {"q": 0}, [M("i1")], [W("a", "i1")], terms=[("i1", "idle")]),
+        ],
+    ),
+    (
+        "adaptive idle: a sparse queue (2 arrivals in 83m watched: next due in ~28m, boot 2m): ended at once",
+        C(R("a"), max_idle_time="30m"),
+        Snippet(arrivals=(0.0, 600.0), watched=0.0),
+        [
+            Tick(
+                5000,
+                {"q": 0},
+                [M("i1")],
+                [W("a", "i1")],
+                terms=[("i1", "idle")],
+            )
+        ],
+    ),
+    (
+        "adaptive idle: too few arrivals over less than 1h watched (a restart): kept until max_idle_time",
+        C(R("a"), max_idle_time="10m"),
+        Snippet(arrivals=(0.0, 600.0), watched=2000.0),
         [
             Tick(5000, {"q": 0}, [M("i1")], [W("a", "i1")]),
             Tick(5600, {"q": 0}, [M("i1")], [W("a", "i1")], terms=[("i1", "idle")]),
@@ -330,4 +356,14 @@ def test_the_log_line_says_why_an_idle_machine_goes_early() -> None:
     assert [t.reason for t in decision.terminations] == [
         "worker idle for 0s and queue 'q' expects its next task in ~10m, more than 2 x its boot time (2m): "
         "ending it before max_idle_time 30m (idle_policy adaptive)"
+    ]
+
+
+def test_the_log_line_says_why_an_idle_machine_of_a_sparse_queue_goes_early() -> None:
+    config = C(R("a"), max_idle_time="30m")
+    state = Snippet(arrivals=(0.0, 600.0), watched=0.0).state()
+    decision = decide(config, obs(5000, {"q": 0}, [M("i1")], [W("a", "i1")]), state)
+    assert [t.reason for t in decision.terminations] == [
+        "worker idle for 0s and queue 'q' had 2 arrivals in the last 83m (a sparse queue) and expects its next "
+        "task in ~28m, more than 2 x its boot time (2m): ending it before max_idle_time 30m (idle_policy adaptive)"
     ]
