@@ -293,11 +293,12 @@ RESOURCE_FIELDS = (
     Field(
         "provider",
         "str",
-        "The provider (cloud) this resource's machines run on, e.g. `aws` or `gcp`. Not set: the provider whose "
-        "subsection the resource holds, else the configuration's one cloud section; required when the "
-        "configuration holds several clouds. One fleet may span several clouds (docs/multi-cloud.md).",
+        "The provider (cloud) this resource's machines run on: an installed provider's name (`scaler providers`). "
+        "Not set: the provider whose subsection the resource holds, else the configuration's one cloud section; "
+        "required when the configuration holds several clouds. One fleet may span several clouds "
+        "(docs/multi-cloud.md).",
         default="",
-        example="provider = gcp",
+        example="provider = mycloud",
     ),
 )
 

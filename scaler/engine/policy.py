@@ -879,6 +879,14 @@ def record_launch_failure(state: PolicyState, launch: Launch, kind: str, now: fl
         state.capacity_blocked_until[launch.resource] = now + max(block, 300.0)
 
 
+def providers_unlisted(state: PolicyState, resources: Iterable[str], now: float) -> None:
+    """Resources of a cloud that could not be listed this tick (its machines known only as last
+    seen, or not at all): nothing is launched on them in this tick's plans and re-plans; the
+    next tick decides afresh (called by the reconciler, pure)."""
+    for name in resources:
+        state.capacity_blocked_until[name] = max(state.capacity_blocked_until.get(name, 0.0), now + 1e-3)
+
+
 def record_launch_success(state: PolicyState, launch: Launch) -> None:
     state.unconfirmed.pop(launch.token, None)
     if launch.spot:

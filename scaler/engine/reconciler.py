@@ -34,6 +34,7 @@ from scaler.engine.policy import (
     TerminationKind,
     decide,
     launch_seen,
+    providers_unlisted,
     record_launch_failure,
     record_launch_success,
     termination_deferred,
@@ -297,9 +298,7 @@ class Reconciler:
                 ", ".join(report.unlisted),
                 ", ".join(sorted(blocked)) or "them",
             )
-            for name in blocked:  # skipped by this tick's plans (and re-plans) only
-                until = self.state.capacity_blocked_until.get(name, 0)
-                self.state.capacity_blocked_until[name] = max(until, report.now + 1e-3)
+            providers_unlisted(self.state, blocked, report.now)  # skipped by this tick's plans and re-plans
         if len(self._where) > 4 * len(found) + 1000:  # forget the machines long gone
             alive = {inst.id for inst in found}
             self._where = {k: v for k, v in self._where.items() if k in alive}
