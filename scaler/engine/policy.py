@@ -1175,17 +1175,29 @@ def _spill_patience(
     workers of ``queue`` instead of launching the dearer ``resource`` (an on-demand fallback, or a
     resource dearer than the queue's cheapest), and the log line. The expected number of busy workers
     finishing within SPILL_PATIENCE boot times is the sum, over them, of the share of the runs like
-    their task that lasted as long as it has run so far and ended within that time more; its whole
-    part, less the workers the free-up rule counted already, is held back. Without evidence (no boot
+    their task that lasted as long as it has run so far and ended within that time more; a machine of
+    the queue still booting counts too, with the share of the queue's runs that would end within what
+    is left of that time once it is up (it takes a pending task when it registers). The whole part of
+    the sum, less the workers the free-up rule counted already, is held back. Without evidence (no boot
     time seen, fewer than MIN_DURATIONS such runs) nothing is held back."""
     boot = _boot_time(state, config.resources_for_queue(queue))
     if boot is None:
         return 0, ""
+    window = SPILL_PATIENCE * boot
+    queue_runs = _runs_like(state, queue, "")
     expected = 0.0
-    busy = 0
+    busy = booting = 0
     for other in config.resources_for_queue(queue):
         for inst in fleet.alive.get(other.name, ()):
-            for worker in fleet.workers_of.get(inst.id, ()):
+            workers = fleet.workers_of.get(inst.id, ())
+            if not workers and inst.id in state.unbooted:
+                booting += 1
+                age = now - state.launched_seen.get(inst.id, inst.launched_at)
+                left = window - max(0.0, boot - age)  # of the window, once it is up
+                if queue_runs and left > 0:
+                    expected += sum(1 for d in queue_runs if d <= left) / len(queue_runs)
+                continue
+            for worker in workers:
                 seen = state.task_seen.get(worker.task or "")
                 if seen is None or seen[1] < 0:
                     continue
@@ -1193,14 +1205,15 @@ def _spill_patience(
                 ran = now - seen[1]
                 longer = [d for d in _runs_like(state, queue, seen[2]) if d > ran]
                 if len(longer) >= MIN_DURATIONS:
-                    expected += sum(1 for d in longer if d <= ran + SPILL_PATIENCE * boot) / len(longer)
+                    expected += sum(1 for d in longer if d <= ran + window) / len(longer)
     held = min(demand, math.floor(expected + 1e-9) - freeing)
     if held <= 0:
         return 0, ""
     what = f"on-demand '{resource.name}'" if resource.spot else f"dearer '{resource.name}'"
     return held, (
         f"queue '{queue}': {_plural(held, 'pending task')} left to busy workers instead of launching "
-        f"{what}: {busy} busy, ~{expected:.1f} expected to finish within "
+        f"{what}: {busy} busy" + (f" and {booting} booting" if booting else "") + f", ~{expected:.1f} expected to "
+        "finish within "
         f"{SPILL_PATIENCE:g} x the boot time ({_about(boot)})"
     )
 

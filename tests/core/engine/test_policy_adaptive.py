@@ -311,6 +311,41 @@ CASES = [
         [Tick(1500, {"q": 2}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 2, "on-demand")])],
     ),
     (
+        "spill-over patience counts machines still booting: the cheap resource is full of 3 machines up in ~1m10s, "
+        "3 of 4 of the queue's runs end within the 2m50s left of 2 boots: 2 of 3 pending tasks are left to them",
+        C(R("a", max_instances=3, price_per_hour=0.2), R("b", price_per_hour=0.5)),
+        Snippet(runs=(("r-1", 60.0), ("r-2", 90.0), ("r-3", 100.0), ("r-4", 5000.0))),
+        [
+            Tick(
+                1500,
+                {"q": 6},
+                [M(f"n{i}", state="pending", at=1450) for i in (1, 2, 3)],
+                [],
+                launches=[("b", 1, "on-demand")],
+                notices=["info:spill_patience"],
+                says=(
+                    "queue 'q': 2 pending tasks left to busy workers instead of launching dearer 'b': 0 busy and 3 "
+                    "booting, ~2.2 expected to finish within 2 x the boot time (2m)",
+                ),
+            )
+        ],
+    ),
+    (
+        "spill-over patience: machines still booting, heavy-tailed queue runs (none ends within 2 boots): "
+        "the dearer resource launches all 3",
+        C(R("a", max_instances=3, price_per_hour=0.2), R("b", price_per_hour=0.5)),
+        Snippet(runs=(("r-1", 1600.0), ("r-2", 9000.0), ("r-3", 40000.0))),
+        [
+            Tick(
+                1500,
+                {"q": 6},
+                [M(f"n{i}", state="pending", at=1450) for i in (1, 2, 3)],
+                [],
+                launches=[("b", 3, "on-demand")],
+            )
+        ],
+    ),
+    (
         "spill-over patience: no boot time seen for the queue's resources: nothing held back",
         C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
         Snippet(boots=(), runs=PATIENCE_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0))),
