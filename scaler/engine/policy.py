@@ -179,6 +179,9 @@ class PolicyState:
     durations: dict[str, tuple[float, ...]] = field(default_factory=dict)
     boot_times: dict[str, tuple[float, ...]] = field(default_factory=dict)  # resource -> launch-to-worker times
     unbooted: set[str] = field(default_factory=set)  # instance ids this scaler saw booting (no worker yet)
+    # instance id -> when this scaler last saw it alive, for a machine gone since (reclaim, crash): a
+    # dead worker of it still reporting a task it took after the last tick is this fleet's to re-enqueue
+    vanished: dict[str, float] = field(default_factory=dict)
 
     def copy(self) -> PolicyState:
         """An independent copy: every container copied, field by field, by name."""
@@ -202,6 +205,7 @@ class PolicyState:
             out.launched_seen,
             out.terminated_at,
             out.watched_since,
+            out.vanished,
         ):
             for key in timers:
                 timers[key] += delta
@@ -285,10 +289,11 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
         state.spot_back = set()
 
     _confirm_launches(state, obs.instances)
-    _forget_gone(state, obs.instances)
-    for inst_id, at in list(state.terminated_at.items()):
-        if obs.now - at > TERMINATED_MEMORY:
-            del state.terminated_at[inst_id]
+    _forget_gone(state, obs.instances, now)
+    for memory in (state.terminated_at, state.vanished):
+        for inst_id, at in list(memory.items()):
+            if obs.now - at > TERMINATED_MEMORY:
+                del memory[inst_id]
     if clearml_ok:
         left_alone = _interrupted(config, obs, fleet, state, out)
         _duplicates(config, obs.workers or [], state, out)
@@ -599,8 +604,11 @@ def _confirm_launches(state: PolicyState, instances: Iterable[Instance]) -> None
             del state.unconfirmed[token]
 
 
-def _forget_gone(state: PolicyState, instances: Iterable[Instance]) -> None:
+def _forget_gone(state: PolicyState, instances: Iterable[Instance], now: float) -> None:
     alive = {inst.id for inst in instances if inst.state.alive}
+    for inst_id in state.launched_seen:
+        if inst_id not in alive:
+            state.vanished[inst_id] = now
     for timers in (state.idle_since, state.worker_seen, state.launched_seen):
         for inst_id in list(timers):
             if inst_id not in alive:
@@ -621,7 +629,12 @@ def _interrupted(config: Config, obs: Observation, fleet: Fleet, state: PolicySt
     for task, (inst_id, queue) in state.running.items():
         if inst_id not in alive_ids:
             lost[(task, inst_id)] = queue
-    known = listed | {inst_id for inst_id, _queue in state.running.values()} | set(state.terminated_at)
+    known = (
+        listed
+        | {inst_id for inst_id, _queue in state.running.values()}
+        | set(state.terminated_at)
+        | set(state.vanished)  # seen alive by this fleet, gone since: a task its worker took is lost
+    )
     left_alone: set[str] = set()
     # after a restart `running` is empty: a dead worker of an instance the cloud still lists as
     # ours (stopping/terminated) tells the same story. A worker whose machine this fleet does

@@ -375,15 +375,13 @@ class TraceWorld(World):
 
     def stranded(self) -> list[str]:
         """Tasks marked running whose machine is gone (nobody will finish them)."""
-        return [
-            t.id for t in self.queue.tasks.values() if t.status == "in_progress" and t.worker not in self.queue.workers
-        ]
+        return [t.id for t in self.queue.tasks.values() if t.status == "in_progress" and not self.queue.live(t.worker)]
 
     def settled(self) -> bool:
         """Nothing left to happen: every task arrived and is done or stranded, no machine alive."""
         if not self.arrivals_done or self.pending or self.cloud.alive():
             return False
-        return all(t.status == "completed" or t.worker not in self.queue.workers for t in self.queue.tasks.values())
+        return all(t.status == "completed" or not self.queue.live(t.worker) for t in self.queue.tasks.values())
 
 
 def simulated_settings(config: Config) -> dict[str, Any]:

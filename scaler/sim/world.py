@@ -120,12 +120,18 @@ class SimTask:
     requeues: int = 0  # times the scaler re-enqueued it (max_requeues bounds them)
 
 
+#: how long the ClearML server keeps listing the worker of a machine that is gone (its last report,
+#: task included, stays), as the real server does for about ten minutes
+DEAD_WORKER_TTL = 600.0
+
+
 @dataclass
 class SimWorker:
     id: str
     queues: tuple[str, ...]
     task: str | None = None
     last_activity: float = 0.0
+    gone: bool = False  # its machine is gone: still listed as it last reported, for DEAD_WORKER_TTL
 
 
 class SimQueue:
@@ -159,6 +165,11 @@ class SimQueue:
             WorkerObs(w.id, w.queues, w.task, (w.task and self.tasks[w.task].name) or "", w.last_activity)
             for w in self.workers.values()
         ]
+
+    def live(self, worker_id: str) -> bool:
+        """Whether ``worker_id`` is the agent of a machine still running (not a dead one still listed)."""
+        worker = self.workers.get(worker_id)
+        return worker is not None and not worker.gone
 
     def requeue(self, task_id: str, queue: str, reason: str, max_requeues: int) -> RequeueResult:
         if self.down:
@@ -245,9 +256,11 @@ class World:
         for inst in self.cloud.instances.values():
             if inst.state == "running":
                 alive[f"{self.prefix}:{inst.resource}:{inst.id}"] = inst
-        for wid in list(self.queue.workers):
-            if wid not in alive:  # machine gone: its agent with it (a running task stays in_progress)
-                del self.queue.workers[wid]
+        for wid, gone in list(self.queue.workers.items()):
+            if wid not in alive:  # machine gone: its agent with it (a running task stays in_progress);
+                gone.gone = True  # the server lists its last report a while longer, as ClearML's does
+                if now - gone.last_activity > DEAD_WORKER_TTL:
+                    del self.queue.workers[wid]
         for wid, inst in alive.items():
             worker = self.queue.workers.get(wid)
             if worker is None:

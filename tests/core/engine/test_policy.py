@@ -982,6 +982,15 @@ INTERRUPTED = [
         ],
     ),
     (
+        "machine idle at the last tick took a task and vanished before this one: re-enqueued",
+        C(R("a")),
+        [
+            Tick(100, {"q": 0}, [M("i1")], [W("a", "i1")]),  # idle: no task seen running on it
+            Tick(130, {"q": 0}, [], DEAD_I1, requeues=[("t1", "q")], notices=["info:stray_worker"]),
+            Tick(160, {"q": 0}, [], DEAD_I1),
+        ],
+    ),
+    (
         "requeue_interrupted_tasks = false: reported, not re-enqueued",
         C(R("a"), requeue_interrupted_tasks=False),
         [
