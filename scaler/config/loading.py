@@ -396,10 +396,11 @@ def load_config(
         result.vault = _combine(result.vault, vault)
     result.vaults = vaults
     result.raw = raw
+    result.problems = list(dict.fromkeys(result.problems))  # a vault's problem is said once, not per cloud
 
     providers = host.provider_names()
     for found in host.validate(raw, provider, providers):
-        origin = _vault_origin(vault, found.path)
+        origin = _vault_origin(result.vault, found.path)
         if origin.endswith("_min") and BARE_MINUTES_HINT in found.message:
             # ClearML's *_min vault keys are minutes by name: no "did you mean seconds?" for them
             if found.severity == "warning":

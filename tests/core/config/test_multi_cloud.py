@@ -173,3 +173,12 @@ def test_each_machine_boots_with_its_own_clouds_script_and_vault_texts(
     assert "GCE metadata" in scripts["gcp-spot"] and "EC2 metadata" not in scripts["gcp-spot"]
     assert "echo only-on-aws" in scripts["aws-spot"] and "only-on-gcp" not in scripts["aws-spot"]
     assert "echo only-on-gcp" in scripts["gcp-spot"] and "only-on-aws" not in scripts["gcp-spot"]
+
+
+def test_a_broken_vault_is_said_once_for_a_fleet_across_clouds(tmp_path: Path) -> None:
+    vault = tmp_path / "vault.conf"
+    vault.write_text("auto_scaler.v1.aws { extra_vm_bash_script = \n")
+    loaded = load_config(write(tmp_path), PluginHost(), infer_provider=True, vault_path=vault)
+    assert loaded.config is None
+    said = [p for p in loaded.errors if p.path == "vault"]
+    assert len(said) == 1, [p.render() for p in loaded.problems]
