@@ -438,10 +438,12 @@ def _check_secrets_stay(
     raw, _ = parse_hocon(config_text, source=str(config))  # it loaded as data already: no include in it
     references = substitutions(config_text)
     found = []
+    tree = None
+    if vault is not None and vault_text is not None:
+        tree, _ = parse_hocon(vault_text, source=str(vault), data="a vault")
     for provider in clouds:  # each cloud's keys (and its vault section) in turn, each secret said once
         found += secrets_in_config(raw, references, catalog, provider)
-        if vault is not None and vault_text is not None:
-            tree, _ = parse_hocon(vault_text, source=str(vault), data="a vault")
+        if tree is not None:
             found += secrets_in_vault(tree, catalog, provider, str(vault))
     found = list({(item.where, item.what): item for item in found}.values())
 

@@ -273,7 +273,7 @@ class Reconciler:
                 report.errors[exc.kind] += 1
                 report.unlisted.append(name)
                 log.warning("listing instances of provider '%s' failed (%s): %s", name, exc.kind, exc)
-                own = [r for r in config.resources if (r.provider_name or config.provider_name) == name]
+                own = config.for_provider(name).resources
                 blocked |= {r.name for r in own}
                 last = self._last_listed.get(name)
                 if last is None:
