@@ -59,8 +59,15 @@ def Wt(res: str, iid: str, task: str, name: str) -> WorkerObs:
 EVERY_10M = tuple(float(t) for t in range(0, 3601, 600))  # a task every 10 minutes until 1:00:00
 
 #: run times for the spill-over patience cases: at 25m, each of 4 ran longer; 1 ended within 2m more
-#: (25% < 80%: the free-up rule does not count it), 2 within 4m more (2 boots): 50% per worker
-PATIENCE_RUNS = (("r-1", 1600.0), ("r-2", 1700.0), ("r-3", 1800.0), ("r-4", 1900.0))
+#: (25% < 80%: the free-up rule does not count it), 2 within 4m more (2 boots): 50% per worker; five short
+#: runs make a short run of the queue (1m40s) shorter than 2 boots, so the window is the 2 boots
+PATIENCE_RUNS = (
+    ("r-1", 1600.0),
+    ("r-2", 1700.0),
+    ("r-3", 1800.0),
+    ("r-4", 1900.0),
+    *((f"quick-{i}", 100.0) for i in range(5)),
+)
 BUSY_2 = [Wt("a", "b1", "t1", "job-1"), Wt("a", "b2", "t2", "job-2")]
 
 CASES = [
@@ -265,7 +272,13 @@ CASES = [
         "them freeing): 1 of 3 pending tasks left, the dearer resource launches 2",
         C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
         Snippet(
-            runs=(("train-1", 1600.0), ("train-2", 1620.0), ("train-3", 1610.0), *PATIENCE_RUNS),
+            runs=(
+                ("train-1", 1600.0),
+                ("train-2", 1620.0),
+                ("train-3", 1610.0),
+                *PATIENCE_RUNS,
+                *((f"quick-{i}", 100.0) for i in range(5, 10)),  # a short run of the queue stays short
+            ),
             running=(("t1", "train-9", 0), ("t2", "job-2", 0)),
         ),
         [
@@ -302,7 +315,8 @@ CASES = [
         ],
     ),
     (
-        "spill-over patience: heavy-tailed runs (~0.5 expected within 2 boots in all): the dearer resource launches 2",
+        "spill-over patience: heavy-tailed runs (~0.5 expected within the window, 27m here, in all): the dearer "
+        "resource launches 2",
         C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
         Snippet(
             runs=(("r-1", 1600.0), ("r-2", 9000.0), ("r-3", 40000.0), ("r-4", 90000.0)),
@@ -331,10 +345,10 @@ CASES = [
         ],
     ),
     (
-        "spill-over patience: machines still booting, heavy-tailed queue runs (none ends within 2 boots): "
-        "the dearer resource launches all 3",
+        "spill-over patience: machines still booting, heavy-tailed queue runs (none ends within the window, 30m "
+        "here): the dearer resource launches all 3",
         C(R("a", max_instances=3, price_per_hour=0.2), R("b", price_per_hour=0.5)),
-        Snippet(runs=(("r-1", 1600.0), ("r-2", 9000.0), ("r-3", 40000.0))),
+        Snippet(runs=(("r-1", 2000.0), ("r-2", 9000.0), ("r-3", 40000.0))),
         [
             Tick(
                 1500,
@@ -343,6 +357,28 @@ CASES = [
                 [],
                 launches=[("b", 3, "on-demand")],
             )
+        ],
+    ),
+    (
+        "spill-over patience on a queue of long runs (27m to 33m, boot 2m): the window is as long as a short run of "
+        "the queue, 27m: both busy workers are expected within it, so both pending tasks are left to them",
+        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
+        Snippet(
+            runs=tuple((f"r-{i}", 1600.0 + 100 * i) for i in range(5)),  # 26m40s to 33m20s
+            running=(("t1", "job-1", 0), ("t2", "job-2", 0)),
+        ),
+        [
+            Tick(
+                1500,
+                {"q": 2},
+                [M("b1"), M("b2")],
+                BUSY_2,
+                notices=["info:spill_patience"],
+                says=(
+                    "queue 'q': 2 pending tasks left to busy workers instead of launching dearer 'b': 2 busy, "
+                    "~2.0 expected to finish within 27m, as long as a short run of the queue",
+                ),
+            ),
         ],
     ),
     (
