@@ -65,6 +65,7 @@ class ScalerSettings:
     max_launch_per_tick: int = 0
     idle_policy: str = "adaptive"
     min_idle_time: float = 0.0
+    max_spill_wait: float = 1800.0
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,17 @@ SCALER_FIELDS = (
         min=0,
         max=7 * 86400,
     ),
+    Field(
+        "max_spill_wait",
+        "duration",
+        "How long a pending task may be left to the busy workers of its queue, when they are expected to "
+        "finish within it, instead of launching a dearer machine for it (a spot resource's on-demand fallback, "
+        "a pricier resource): used on queues whose tasks run long, up to as long as a short run of the queue; "
+        "0 = at most about two boot times. See docs/how-it-works.md.",
+        default=1800.0,
+        min=0,
+        max=86400,
+    ),
 )
 
 RESOURCE_FIELDS = (

@@ -13,7 +13,7 @@ Rules (see docs/how-it-works.md):
   to the next one when a resource is full, out of capacity, or its spot market is failing;
 * a launch that would go to a dearer machine (on-demand fallback, dearer resource) first leaves to the
   busy workers of the queue what they are expected to take within 2 boot times, or a short run of the
-  queue when that is longer, at most 30m (spill-over patience);
+  queue when that is longer, at most ``max_spill_wait`` (spill-over patience);
 * a spot resource in blackout is probed once the blackout has run ``max(5m, regular_instance_rollback_timeout)``:
   one spot launch per tick with demand, before on-demand (the tick's re-plan launches on-demand when
   it fails; a success ends the blackout);
@@ -941,10 +941,9 @@ FREE_UP_SHARE = 0.8
 #: times are left to them (a task left so waits about one boot time longer than for the new machine)
 SPILL_PATIENCE = 2.0
 #: ... or, when that is longer, within the time a short run of the queue takes (the run time that this share of
-#: its recent runs are shorter than), at most SPILL_WINDOW_MAX: a task held back then waits no longer than
-#: the queue's short tasks run, which for long tasks is little against the dearer price paid for a whole run
+#: its recent runs are shorter than), at most ``scaler.max_spill_wait``: a task held back then waits no longer
+#: than the queue's short tasks run, which for long tasks is little against the dearer price of a whole run
 SPILL_SHORT_RUN = 0.1
-SPILL_WINDOW_MAX = 1800.0
 
 
 def _remember(store: dict[str, tuple[float, ...]], key: str, value: float, keep: int) -> None:
@@ -1193,7 +1192,7 @@ def _spill_patience(
     """The spill-over patience rule: how many of ``demand`` pending tasks to leave to the busy
     workers of ``queue`` instead of launching the dearer ``resource`` (an on-demand fallback, or a
     resource dearer than the queue's cheapest), and the log line. The window is SPILL_PATIENCE boot
-    times, or a short run of the queue (SPILL_SHORT_RUN, at most SPILL_WINDOW_MAX) when that is longer.
+    times, or a short run of the queue (SPILL_SHORT_RUN, at most ``max_spill_wait``) when that is longer.
     The expected number of busy workers finishing within it is the sum, over them, of the share of the runs like
     their task that lasted as long as it has run so far and ended within that time more; a machine of
     the queue still booting counts too, with the share of the queue's runs that would end within what
@@ -1207,9 +1206,14 @@ def _spill_patience(
     window = SPILL_PATIENCE * boot
     within = f"{SPILL_PATIENCE:g} x the boot time ({_about(boot)})"
     short = sorted(queue_runs)[int(len(queue_runs) * SPILL_SHORT_RUN)] if queue_runs else 0.0
-    if min(short, SPILL_WINDOW_MAX) > window:
-        window = min(short, SPILL_WINDOW_MAX)
-        within = f"{_about(window)}, as long as a short run of the queue"
+    limit = config.scaler.max_spill_wait
+    if min(short, limit) > window:
+        window = min(short, limit)
+        within = (
+            f"{_about(window)}, as long as a short run of the queue"
+            if short <= limit
+            else f"max_spill_wait {format_duration(limit)} (a short run of the queue takes {_about(short)})"
+        )
     expected = 0.0
     busy = booting = 0
     for other in config.resources_for_queue(queue):

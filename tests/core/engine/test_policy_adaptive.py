@@ -68,6 +68,8 @@ PATIENCE_RUNS = (
     ("r-4", 1900.0),
     *((f"quick-{i}", 100.0) for i in range(5)),
 )
+#: a queue of long runs, 26m40s to 33m20s
+LONG_RUNS = tuple((f"r-{i}", 1600.0 + 100 * i) for i in range(5))
 BUSY_2 = [Wt("a", "b1", "t1", "job-1"), Wt("a", "b2", "t2", "job-2")]
 
 CASES = [
@@ -364,7 +366,7 @@ CASES = [
         "the queue, 27m: both busy workers are expected within it, so both pending tasks are left to them",
         C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
         Snippet(
-            runs=tuple((f"r-{i}", 1600.0 + 100 * i) for i in range(5)),  # 26m40s to 33m20s
+            runs=LONG_RUNS,
             running=(("t1", "job-1", 0), ("t2", "job-2", 0)),
         ),
         [
@@ -379,6 +381,30 @@ CASES = [
                     "~2.0 expected to finish within 27m, as long as a short run of the queue",
                 ),
             ),
+        ],
+    ),
+    (
+        "spill-over patience on a queue of long runs with max_spill_wait = 0: the window stays 2 boots, within "
+        "which each busy worker is ~40% likely done (~0.8 in all): the dearer resource launches 2",
+        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5), max_spill_wait="0s"),
+        Snippet(runs=LONG_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0))),
+        [Tick(1500, {"q": 2}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 2, "on-demand")])],
+    ),
+    (
+        "spill-over patience on a queue of long runs with max_spill_wait = 5m: the window is 5m, within which "
+        "each busy worker is ~60% likely done (~1.2 in all): 1 pending task left, the dearer resource launches 1",
+        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5), max_spill_wait="5m"),
+        Snippet(runs=LONG_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0))),
+        [
+            Tick(
+                1500,
+                {"q": 2},
+                [M("b1"), M("b2")],
+                BUSY_2,
+                launches=[("b", 1, "on-demand")],
+                notices=["info:spill_patience"],
+                says=("~1.2 expected to finish within max_spill_wait 5m (a short run of the queue takes 27m)",),
+            )
         ],
     ),
     (
