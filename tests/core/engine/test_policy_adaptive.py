@@ -56,6 +56,11 @@ def Wt(res: str, iid: str, task: str, name: str) -> WorkerObs:
     return WorkerObs(worker_id(PREFIX, res, iid), ("q",), task, name)
 
 
+def SPILL(**settings: str):
+    """A queue with a cheap resource full at 2 machines and a dearer one to spill to."""
+    return C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5), **settings)
+
+
 EVERY_10M = tuple(float(t) for t in range(0, 3601, 600))  # a task every 10 minutes until 1:00:00
 
 #: run times for the spill-over patience cases: at 25m, each of 4 ran longer; 1 ended within 2m more
@@ -70,6 +75,7 @@ PATIENCE_RUNS = (
 )
 #: a queue of long runs, 26m40s to 33m20s
 LONG_RUNS = tuple((f"r-{i}", 1600.0 + 100 * i) for i in range(5))
+RUNNING_2 = (("t1", "job-1", 0), ("t2", "job-2", 0))  # the tasks of BUSY_2, seen running since 0
 BUSY_2 = [Wt("a", "b1", "t1", "job-1"), Wt("a", "b2", "t2", "job-2")]
 
 CASES = [
@@ -244,8 +250,8 @@ CASES = [
     (
         "spill-over patience: the cheap resource is full, its 2 workers each ~50% likely done within 2 boots: "
         "1 of 2 pending tasks is left to them, the dearer resource launches 1; later they run on: it launches",
-        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
-        Snippet(runs=PATIENCE_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0))),
+        SPILL(),
+        Snippet(runs=PATIENCE_RUNS, running=RUNNING_2),
         [
             Tick(
                 1500,
@@ -272,7 +278,7 @@ CASES = [
     (
         "spill-over patience does not count twice a worker the free-up rule already counted (~1.7 expected, 1 of "
         "them freeing): 1 of 3 pending tasks left, the dearer resource launches 2",
-        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
+        SPILL(),
         Snippet(
             runs=(
                 ("train-1", 1600.0),
@@ -297,13 +303,13 @@ CASES = [
     (
         "spill-over patience holds nothing back when the next resource is no dearer",
         C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.2)),
-        Snippet(runs=PATIENCE_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0))),
+        Snippet(runs=PATIENCE_RUNS, running=RUNNING_2),
         [Tick(1500, {"q": 2}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 2, "on-demand")])],
     ),
     (
         "spill-over patience: a spot resource in blackout would launch on-demand: 1 of 2 left to its busy workers",
         C(R("a", spot=True, price_per_hour=0.2)),
-        Snippet(runs=PATIENCE_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0)), spot_failing=("a",)),
+        Snippet(runs=PATIENCE_RUNS, running=RUNNING_2, spot_failing=("a",)),
         [
             Tick(
                 1500,
@@ -319,10 +325,10 @@ CASES = [
     (
         "spill-over patience: heavy-tailed runs (~0.5 expected within the window, 27m here, in all): the dearer "
         "resource launches 2",
-        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
+        SPILL(),
         Snippet(
             runs=(("r-1", 1600.0), ("r-2", 9000.0), ("r-3", 40000.0), ("r-4", 90000.0)),
-            running=(("t1", "job-1", 0), ("t2", "job-2", 0)),
+            running=RUNNING_2,
         ),
         [Tick(1500, {"q": 2}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 2, "on-demand")])],
     ),
@@ -364,10 +370,10 @@ CASES = [
     (
         "spill-over patience on a queue of long runs (27m to 33m, boot 2m): the window is as long as a short run of "
         "the queue, 27m: both busy workers are expected within it, so both pending tasks are left to them",
-        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
+        SPILL(),
         Snippet(
             runs=LONG_RUNS,
-            running=(("t1", "job-1", 0), ("t2", "job-2", 0)),
+            running=RUNNING_2,
         ),
         [
             Tick(
@@ -386,15 +392,15 @@ CASES = [
     (
         "spill-over patience on a queue of long runs with max_spill_wait = 0: the window stays 2 boots, within "
         "which each busy worker is ~40% likely done (~0.8 in all): the dearer resource launches 2",
-        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5), max_spill_wait="0s"),
-        Snippet(runs=LONG_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0))),
+        SPILL(max_spill_wait="0s"),
+        Snippet(runs=LONG_RUNS, running=RUNNING_2),
         [Tick(1500, {"q": 2}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 2, "on-demand")])],
     ),
     (
         "spill-over patience on a queue of long runs with max_spill_wait = 5m: the window is 5m, within which "
         "each busy worker is ~60% likely done (~1.2 in all): 1 pending task left, the dearer resource launches 1",
-        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5), max_spill_wait="5m"),
-        Snippet(runs=LONG_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0))),
+        SPILL(max_spill_wait="5m"),
+        Snippet(runs=LONG_RUNS, running=RUNNING_2),
         [
             Tick(
                 1500,
@@ -409,8 +415,8 @@ CASES = [
     ),
     (
         "spill-over patience: no boot time seen for the queue's resources: nothing held back",
-        C(R("a", max_instances=2, price_per_hour=0.2), R("b", price_per_hour=0.5)),
-        Snippet(boots=(), runs=PATIENCE_RUNS, running=(("t1", "job-1", 0), ("t2", "job-2", 0))),
+        SPILL(),
+        Snippet(boots=(), runs=PATIENCE_RUNS, running=RUNNING_2),
         [Tick(1500, {"q": 2}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 2, "on-demand")])],
     ),
 ]
