@@ -60,7 +60,7 @@ class CloudError(Exception):
 @dataclass
 class MemoryCloud:
     page_size: int = 3
-    boot_time: float = 2.0
+    boot_time: float = 10.0  # well past the kit's launch_time_limit (5 s): a launch that waits is caught
     machines: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: dict[str, list[str]] = field(default_factory=dict)  # idempotency key -> machine ids
     failing: dict[str, str] = field(default_factory=dict)  # call -> error code, until cleared
