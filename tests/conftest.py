@@ -17,6 +17,10 @@ import pytest
 
 # tests are hermetic: no stray installed plugin loads unless a test asks for it
 os.environ.setdefault("SCALER_LOAD_PLUGINS", "clearml-scaler-aws,clearml-scaler-gcp")
+# nor does the width of the terminal the tests were started from (pytest-xdist's workers set
+# COLUMNS=80): a command's output is laid out as when piped, unless a test sets COLUMNS itself
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 pytest_plugins = ["tests.fakes.clearml_server", "tests.fakes.gce_server", "tests.fakes.ec2"]
 
