@@ -20,7 +20,25 @@ from scaler.cli.app import (
 from scaler.errors import ConfigError
 
 if TYPE_CHECKING:
+    from scaler.config.loading import LoadResult
     from scaler.host import PluginHost
+
+
+def _check_written(path: Path, host: PluginHost, provider: str | None, secrets: dict[str, str]) -> LoadResult:
+    """Load a configuration just written, as it will run: with its secrets in the environment
+    (only for the check; the environment is restored after)."""
+    from scaler.config.loading import load_config
+
+    saved = {name: os.environ.get(name) for name in secrets}
+    os.environ.update(secrets)
+    try:
+        return load_config(path, host, provider=provider)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @app.command()
@@ -129,18 +147,7 @@ def init(
     if answers.secrets and write_env_file:
         secrets_path = env_file or output.with_suffix(".env")
         write_private(secrets_path, wizard.env_file_text(answers.secrets))
-    from scaler.config.loading import load_config
-
-    saved = {name: os.environ.get(name) for name in answers.secrets}
-    os.environ.update(answers.secrets)  # checked as it will run: with its secrets in the environment
-    try:
-        result = load_config(output, host, provider=provider)
-    finally:
-        for env_name, value in saved.items():
-            if value is None:
-                os.environ.pop(env_name, None)
-            else:
-                os.environ[env_name] = value
+    result = _check_written(output, host, provider, answers.secrets)
     for problem in result.problems:
         console.print(("error: " if problem.severity == "error" else "") + problem.render())
     if result.errors:
@@ -360,7 +367,6 @@ def _import_clearml(
 ) -> None:
     """ClearML's autoscaler configuration to HOCON, its secrets to a private env file, and the report."""
     from scaler.config.clearml_import import guess_provider, import_clearml, report_lines
-    from scaler.config.loading import load_config
     from scaler.config.paths import write_private
     from scaler.config.wizard import env_file_text
     from scaler.config.writer import render_config
@@ -414,16 +420,7 @@ def _import_clearml(
         )
     if output is None:
         return
-    saved = {name: os.environ.get(name) for name in imported.secrets}
-    os.environ.update(imported.secrets)  # checked as it will run: with its secrets in the environment
-    try:
-        result = load_config(output, host, provider=provider)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    result = _check_written(output, host, provider, imported.secrets)
     for problem in result.problems:
         typer.echo(("error: " if problem.severity == "error" else "") + problem.render(), err=True)
     state = "valid" if not result.errors else f"invalid ({len(result.errors)} error(s))"

@@ -243,6 +243,13 @@ class Decision:
     def info(self, kind: str, message: str) -> None:
         self.notices.append(Notice("info", kind, message))
 
+    def once(self, key: str, level: str, kind: str, message: str) -> None:
+        """A notice said once per process: ``key`` (kept in ``state.reported``) names the
+        situation, so that the same one is not said again every tick."""
+        if key not in self.state.reported:
+            self.state.reported.add(key)
+            self.notices.append(Notice(level, kind, message))
+
 
 # --- helpers ----------------------------------------------------------------------------
 
@@ -297,21 +304,20 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                 del memory[inst_id]
     if clearml_ok:
         left_alone = _interrupted(config, obs, fleet, state, out)
-        _duplicates(config, obs.workers or [], state, out)
+        _duplicates(config, obs.workers or [], out)
         for worker in fleet.strays:
-            key = f"stray:{worker.id}"
-            if key not in state.reported:
-                state.reported.add(key)
-                task = (
-                    f" (it reports task {worker.task}, left alone: its machine is not one of this fleet's instances)"
-                    if worker.id in left_alone
-                    else ""
-                )
-                out.info(
-                    "stray_worker",
-                    f"worker {worker.id} has this fleet's prefix but no live instance of it; "
-                    f"it counts for nothing and is left alone{task}",
-                )
+            task = (
+                f" (it reports task {worker.task}, left alone: its machine is not one of this fleet's instances)"
+                if worker.id in left_alone
+                else ""
+            )
+            out.once(
+                f"stray:{worker.id}",
+                "info",
+                "stray_worker",
+                f"worker {worker.id} has this fleet's prefix but no live instance of it; "
+                f"it counts for nothing and is left alone{task}",
+            )
     else:
         out.warn(
             "clearml_unreadable",
@@ -401,7 +407,7 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
             waiting = sorted(q for q in served if pending.get(q, 0) > 0)
             ids = tuple(w.id for w in workers)
             if resource is None:
-                if settings.orphans == "terminate" and _may_reap_orphan(config, inst, age, state, out):
+                if settings.orphans == "terminate" and _may_reap_orphan(config, inst, age, out):
                     out.terminations.append(_orphan(inst.id, resource_name, ids))
                 continue
             idle_for = now - since
@@ -457,29 +463,24 @@ def decide(config: Config, obs: Observation, state: PolicyState | None = None) -
                     settings.orphans == "terminate"
                     and not fleet.workers_of.get(inst.id)
                     and not any(t.instance_id == inst.id for t in out.terminations)
-                    and _may_reap_orphan(
-                        config, inst, now - state.launched_seen.get(inst.id, inst.launched_at), state, out
-                    )
+                    and _may_reap_orphan(config, inst, now - state.launched_seen.get(inst.id, inst.launched_at), out)
                 ):
                     out.terminations.append(_orphan(inst.id, resource_name))
             if settings.orphans == "keep":
-                key = f"orphan:{resource_name}"
-                if key not in state.reported:
-                    state.reported.add(key)
-                    out.info(
-                        "orphans_kept",
-                        f"{_plural(len(instances), 'instance')} of unconfigured resource "
-                        f"'{resource_name}' kept (orphans = keep)",
-                    )
+                out.once(
+                    f"orphan:{resource_name}",
+                    "info",
+                    "orphans_kept",
+                    f"{_plural(len(instances), 'instance')} of unconfigured resource "
+                    f"'{resource_name}' kept (orphans = keep)",
+                )
     if clearml_ok:
         for inst in fleet.own:
             orphan = config.resource(inst.resource) is None
             # a stopped machine runs no agent but may still bill (GCE keeps its disk): delete it
             if inst.state is InstanceState.STOPPED and not (
                 orphan
-                and (
-                    settings.orphans == "keep" or not _may_reap_orphan(config, inst, now - inst.launched_at, state, out)
-                )
+                and (settings.orphans == "keep" or not _may_reap_orphan(config, inst, now - inst.launched_at, out))
             ):
                 out.terminations.append(
                     Terminate(
@@ -510,29 +511,27 @@ def _orphan(instance_id: str, resource_name: str, worker_ids: tuple[str, ...] = 
     )
 
 
-def _may_reap_orphan(config: Config, inst: Instance, age: float, state: PolicyState, out: Decision) -> bool:
+def _may_reap_orphan(config: Config, inst: Instance, age: float, out: Decision) -> bool:
     """An orphan is terminated only when it carries this fleet's full identity (not a legacy
     machine adopted but not tagged yet) and is older than ``orphan_grace``; says once why not."""
     grace = config.scaler.orphan_grace
     if inst.fleet != config.fleet_id:
-        key = f"orphan_untagged:{inst.id}"
-        if key not in state.reported:
-            state.reported.add(key)
-            out.info(
-                "orphan_untagged",
-                f"orphan {inst.id} (unconfigured resource '{inst.resource}') does not carry this fleet's identity "
-                "yet: not terminated until it is tagged with it",
-            )
+        out.once(
+            f"orphan_untagged:{inst.id}",
+            "info",
+            "orphan_untagged",
+            f"orphan {inst.id} (unconfigured resource '{inst.resource}') does not carry this fleet's identity "
+            "yet: not terminated until it is tagged with it",
+        )
         return False
     if age < grace:
-        key = f"orphan_grace:{inst.id}"
-        if key not in state.reported:
-            state.reported.add(key)
-            out.info(
-                "orphan_grace",
-                f"orphan {inst.id} (unconfigured resource '{inst.resource}') is {format_duration(max(0, round(age)))} "
-                f"old: terminated once older than orphan_grace ({format_duration(grace)})",
-            )
+        out.once(
+            f"orphan_grace:{inst.id}",
+            "info",
+            "orphan_grace",
+            f"orphan {inst.id} (unconfigured resource '{inst.resource}') is {format_duration(max(0, round(age)))} "
+            f"old: terminated once older than orphan_grace ({format_duration(grace)})",
+        )
         return False
     return True
 
@@ -545,29 +544,27 @@ def _ownership(config: Config, fleet: Fleet, state: PolicyState, out: Decision) 
         if config.fleet_id:
             out.adoptions.append(inst)
     for inst in fleet.unclaimed:
-        key = f"unclaimed:{inst.id}"
-        if key not in state.reported:
-            state.reported.add(key)
-            out.warn(
-                "legacy_unclaimed",
-                f"instance {inst.id} carries this scaler's name '{config.scaler.name}' but no fleet identity and "
-                "no worker on this ClearML server names it: it may belong to another deployment with the same "
-                "scaler.name; left alone (counted against max_instances) until its worker registers here",
-            )
+        out.once(
+            f"unclaimed:{inst.id}",
+            "warning",
+            "legacy_unclaimed",
+            f"instance {inst.id} carries this scaler's name '{config.scaler.name}' but no fleet identity and "
+            "no worker on this ClearML server names it: it may belong to another deployment with the same "
+            "scaler.name; left alone (counted against max_instances) until its worker registers here",
+        )
     by_prefix: dict[str, list[str]] = defaultdict(list)
     for worker, before in fleet.renamed.items():
         by_prefix[before].append(worker)
     for before, workers in sorted(by_prefix.items()):
-        key = f"prefix:{before}"
-        if key not in state.reported:
-            state.reported.add(key)
-            out.warn(
-                "prefix_changed",
-                f"workers_prefix changed from '{before}' to '{fleet.prefix}': {_plural(len(workers), 'worker')} "
-                f"of this fleet's machines still registered as '{before}:…' (e.g. {sorted(workers)[0]}); they are "
-                f"known by their instance id and their machines are kept as before; new machines register as "
-                f"'{fleet.prefix}:…'",
-            )
+        out.once(
+            f"prefix:{before}",
+            "warning",
+            "prefix_changed",
+            f"workers_prefix changed from '{before}' to '{fleet.prefix}': {_plural(len(workers), 'worker')} "
+            f"of this fleet's machines still registered as '{before}:…' (e.g. {sorted(workers)[0]}); they are "
+            f"known by their instance id and their machines are kept as before; new machines register as "
+            f"'{fleet.prefix}:…'",
+        )
 
 
 def _spot_healthy(resource: Resource, state: PolicyState, now: float) -> bool:
@@ -679,7 +676,7 @@ def _interrupted(config: Config, obs: Observation, fleet: Fleet, state: PolicySt
     return left_alone
 
 
-def _duplicates(config: Config, workers: Sequence[WorkerObs], state: PolicyState, out: Decision) -> None:
+def _duplicates(config: Config, workers: Sequence[WorkerObs], out: Decision) -> None:
     if not config.scaler.warn_duplicate_task_runs:
         return
     by_task: dict[str, list[str]] = defaultdict(list)
@@ -688,12 +685,12 @@ def _duplicates(config: Config, workers: Sequence[WorkerObs], state: PolicyState
             by_task[worker.task].append(worker.id)
     for task, ids in by_task.items():
         if len(ids) > 1:
-            key = f"dup:{task}:{','.join(sorted(ids))}"
-            if key not in state.reported:
-                state.reported.add(key)
-                out.warn(
-                    "duplicate_task_run", f"task {task} is run by {len(ids)} workers at once: {', '.join(sorted(ids))}"
-                )
+            out.once(
+                f"dup:{task}:{','.join(sorted(ids))}",
+                "warning",
+                "duplicate_task_run",
+                f"task {task} is run by {len(ids)} workers at once: {', '.join(sorted(ids))}",
+            )
 
 
 def _plan_launches(
