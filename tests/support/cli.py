@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tests.support import REPO
 
@@ -54,3 +55,17 @@ def start_cli(
     """Start ``scaler ARGS`` without waiting (output piped unless ``stdout``/``stderr`` are given)."""
     options: dict[str, object] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
     return subprocess.Popen([*COMMAND, *args], cwd=cwd, env=_env(env), text=True, **options)  # type: ignore[call-overload]
+
+
+def run_remote(config: Path, *extra: str) -> Any:
+    """``scaler run --remote`` in process for the simulated provider: creates the scaler's ClearML
+    task from ``config`` and enqueues it in 'services'. This checkout is editable, so ``--package``
+    says what the agent would install (tests/core/clearml/test_requirements.py). Returns typer's
+    ``Result`` (``exit_code``, ``output``)."""
+    from typer.testing import CliRunner
+
+    from scaler import __version__
+    from scaler.cli import app
+
+    args = ["run", "--remote", "--provider", "simulated", "--config", str(config), "--queue", "services"]
+    return CliRunner().invoke(app, [*args, *extra, "--package", f"clearml-scaler=={__version__}"])

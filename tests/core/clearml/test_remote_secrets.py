@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from scaler.cli import app
 from tests.fakes.clearml_server import FakeClearML
+from tests.support.cli import run_remote
 
 runner = CliRunner()
 
@@ -46,23 +46,7 @@ def write(tmp_path: Path, scaler: str) -> Path:
 
 
 def remote(config: Path, *extra: str) -> tuple[int, str]:
-    result = runner.invoke(
-        app,
-        # this checkout is editable: --package says what the agent installs (test_requirements)
-        [
-            "run",
-            "--remote",
-            "--provider",
-            "simulated",
-            "--config",
-            str(config),
-            "--queue",
-            "services",
-            *extra,
-            "--package",
-            "clearml-scaler==0.1.0",
-        ],
-    )
+    result = run_remote(config, *extra)
     return result.exit_code, result.output
 
 

@@ -27,6 +27,7 @@ from scaler.config.loading import build_config
 from scaler.engine.policy import TerminationKind
 from scaler.engine.reconciler import TickReport
 from tests.fakes.clearml_server import FakeClearML
+from tests.support.cli import run_remote
 
 runner = CliRunner()
 
@@ -44,23 +45,7 @@ resources = [ {{ name = "cpu", queue = "cpu", max_instances = {max_instances} }}
 
 
 def create(fake: FakeClearML, config: Path, *extra: str) -> dict[str, Any]:
-    result = runner.invoke(
-        app,
-        # this checkout is editable: --package says what the agent installs (test_requirements)
-        [
-            "run",
-            "--remote",
-            "--provider",
-            "simulated",
-            "--config",
-            str(config),
-            "--queue",
-            "services",
-            *extra,
-            "--package",
-            f"clearml-scaler=={__version__}",
-        ],
-    )
+    result = run_remote(config, *extra)
     assert result.exit_code == 0, result.output
     [task] = fake.tasks().values()
     assert f"created task {task['id']} 'remote-fleet' in project 'DevOps' and enqueued it in 'services'" in (

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 from clearml.backend_api.session.client import APIClient
 from typer.testing import CliRunner
 
-from scaler.cli import app
 from tests.fakes.clearml_server import FakeClearML
+from tests.support.cli import run_remote
 
 runner = CliRunner()
 SECRET = "agent-host-secret-5e0a77"
@@ -49,22 +49,7 @@ simulated {{ state_file = "{tmp_path / "cloud.json"}", boot_time = 0s }}
 resources = [ {{ name = "cpu", queue = "cpu", max_instances = 2 }} ]
 """
     config.write_text(base)
-    result = runner.invoke(
-        app,
-        # this checkout is editable: --package says what the agent installs (test_requirements)
-        [
-            "run",
-            "--remote",
-            "--provider",
-            "simulated",
-            "--config",
-            str(config),
-            "--queue",
-            "services",
-            "--package",
-            "clearml-scaler==0.1.0",
-        ],
-    )
+    result = run_remote(config)
     assert result.exit_code == 0, result.output
     [task] = fake.tasks().values()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
