@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,17 +17,11 @@ import yaml
 
 from tests.fakes.clearml_server import FakeClearML
 from tests.release.support import DEPLOY, Scrape, label_values_query, tool
-from tests.support.cli import start_cli
+from tests.support.metrics import free_port, scrape_after_ticks, start_metrics_run
 
 DASHBOARD = DEPLOY / "grafana" / "clearml-scaler.json"
 RULES = DEPLOY / "grafana" / "clearml-scaler-alerts.yml"
 RULE_TESTS = Path(__file__).with_name("alerts-test.yml")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -60,36 +50,11 @@ def scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
         env.update(fake.env(), HOME=str(home), CLEARML_CONFIG_FILE=str(home / "clearml.conf"))
         port = free_port()
-        proc = start_cli(
-            "run",
-            "--provider",
-            "simulated",
-            "--config",
-            str(config),
-            "--no-server-vault",
-            "--metrics-port",
-            str(port),
-            "--metrics-host",
-            "127.0.0.1",
-            "--state-file",
-            str(tmp / "state.json"),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+        proc = start_metrics_run(
+            config, port, "--metrics-host", "127.0.0.1", "--state-file", str(tmp / "state.json"), env=env
         )
-        text = ""
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-                        text = answer.read().decode()
-                except OSError:
-                    text = ""
-                ticks = re.search(r"^scaler_ticks_total (\S+)$", text, re.M)
-                if ticks and float(ticks.group(1)) >= 2:
-                    break
-                time.sleep(0.2)
+            text = scrape_after_ticks(port, 2)
         finally:
             proc.send_signal(signal.SIGTERM)
             output = proc.communicate(timeout=60)[0]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
-import subprocess
 import time
 import urllib.request
 from collections import Counter
@@ -25,7 +23,7 @@ from scaler.errors import QuotaError
 from scaler.host import PluginHost
 from scaler.ops.metrics import Metrics
 from tests.fakes.clearml_server import FakeClearML
-from tests.support.cli import start_cli
+from tests.support.metrics import free_port, start_metrics_run
 
 PREFIX = "m"
 
@@ -144,12 +142,6 @@ def test_metrics_after_a_few_ticks(fake_clearml: FakeClearML, cloud: tuple[Simul
         metrics.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_run_serves_metrics(fake_clearml: FakeClearML, tmp_path: Path) -> None:
     config = tmp_path / "scaler.conf"
     config.write_text(
@@ -161,21 +153,7 @@ def test_run_serves_metrics(fake_clearml: FakeClearML, tmp_path: Path) -> None:
     )
     fake_clearml.enqueue("cpu")
     port = free_port()
-    proc = start_cli(
-        "run",
-        "--provider",
-        "simulated",
-        "--config",
-        str(config),
-        "--no-server-vault",
-        "--metrics-port",
-        str(port),
-        "--metrics-host",
-        "127.0.0.1",
-        "--state-file",
-        str(tmp_path / "state.json"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_metrics_run(config, port, "--metrics-host", "127.0.0.1", "--state-file", str(tmp_path / "state.json"))
     try:
         deadline = time.time() + 30
         samples: dict[str, float] = {}

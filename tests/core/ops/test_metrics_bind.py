@@ -5,8 +5,6 @@ recipes that need a scrape from outside (the container image, Kubernetes) say 0.
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,13 +12,7 @@ import yaml
 
 from tests.fakes.clearml_server import FakeClearML
 from tests.support import REPO
-from tests.support.cli import start_cli
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.metrics import free_port, start_metrics_run
 
 
 def _listening(port: int) -> list[str]:
@@ -48,19 +40,8 @@ def test_metrics_listen_on_loopback_by_default(fake_clearml: FakeClearML, tmp_pa
         resources = [ {{ name = "cpu", queue = "cpu", max_instances = 1 }} ]
         """
     )
-    port = _free_port()
-    proc = start_cli(
-        "run",
-        "--provider",
-        "simulated",
-        "--config",
-        str(config),
-        "--no-server-vault",
-        "--dry-run",
-        "--metrics-port",
-        str(port),
-        stderr=subprocess.STDOUT,
-    )
+    port = free_port()
+    proc = start_metrics_run(config, port, "--dry-run")
     try:
         deadline = time.time() + 30
         while time.time() < deadline and not _listening(port) and proc.poll() is None:
