@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,63 +33,67 @@ class LogFormat(str, enum.Enum):
     json = "json"
 
 
-def _read_server_vaults(source: Any, give_up: bool) -> list[tuple[str, str]] | None:
-    """The server's vaults; a daemon waits for the server (it could not act without it anyway),
-    a one-shot run gives up at once. SIGTERM/SIGINT stop the wait."""
+RETRY_START_READ = 10.0  # seconds between a daemon's tries to read the ClearML server at start
+
+
+def _wait_for_server(read: Callable[[], Any], say: Callable[[], None]) -> Any:
+    """``read()`` again every RETRY_START_READ seconds until it answers (not ``None``), saying
+    ``say()`` before each wait: a daemon's start waits for its ClearML server. SIGTERM/SIGINT stop
+    the wait (exit 0: nothing was started)."""
     import signal
     import threading
 
-    found = source.read_vaults()
-    if found is not None or give_up:
-        return found
+    found = None
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while found is None and not stop.is_set():
-            typer.echo(
-                "warning: cannot read the ClearML server's vaults; retrying in 10s "
-                "(--no-server-vault to start without them)",
-                err=True,
-            )
-            stop.wait(10)
-            found = source.read_vaults()
+            say()
+            stop.wait(RETRY_START_READ)
+            found = read()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if found is None:
         raise typer.Exit(0)  # asked to stop while waiting: nothing was started
     return found
+
+
+def _read_server_vaults(source: Any, give_up: bool) -> list[tuple[str, str]] | None:
+    """The server's vaults; a daemon waits for the server (it could not act without it anyway),
+    a one-shot run gives up at once."""
+    found = source.read_vaults()
+    if found is not None or give_up:
+        return found
+    return _wait_for_server(
+        source.read_vaults,
+        lambda: typer.echo(
+            f"warning: cannot read the ClearML server's vaults; retrying in {RETRY_START_READ:g}s "
+            "(--no-server-vault to start without them)",
+            err=True,
+        ),
+    )
 
 
 def _whoami(source: Any, give_up: bool) -> Any:
     """The scaler's identity on its ClearML server (user, workspace): the fleet identity is made
     of it, so nothing is listed or touched before it is known. A daemon waits for the server, a
-    one-shot run gives up at once. SIGTERM/SIGINT stop the wait."""
-    import signal
-    import threading
-
+    one-shot run gives up at once."""
     found = source.whoami()
-    if found is None and give_up:
+    if found is not None:
+        return found
+    if give_up:
         fail(
             "cannot read the ClearML server to establish the fleet identity (its user and workspace); "
             "nothing was listed or changed. Start again when the server is reachable"
         )
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while found is None and not stop.is_set():
-            logging.getLogger("scaler").warning(
-                "cannot read the ClearML server to establish the fleet identity; retrying in 10s "
-                "(nothing is listed or changed until then)"
-            )
-            stop.wait(10)
-            found = source.whoami()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if found is None:
-        raise typer.Exit(0)  # asked to stop while waiting: nothing was started
-    return found
+    return _wait_for_server(
+        source.whoami,
+        lambda: logging.getLogger("scaler").warning(
+            f"cannot read the ClearML server to establish the fleet identity; retrying in {RETRY_START_READ:g}s "
+            "(nothing is listed or changed until then)"
+        ),
+    )
 
 
 def _ensure_queues(source: Any, queues: list[str], *, create: bool, dry_run: bool, give_up: bool) -> None:

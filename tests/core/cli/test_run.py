@@ -220,6 +220,34 @@ def test_run_sigterm_during_start_up_exits_0_having_changed_nothing(fake_clearml
     assert not alive(state)
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "said"),
+    [
+        ("users.get_vaults", "cannot read the ClearML server's vaults; retrying in 10s (--no-server-vault"),
+        ("users.get_current_user", "cannot read the ClearML server to establish the fleet identity; retrying in 10s"),
+    ],
+    ids=["vaults", "identity"],
+)
+def test_run_waits_for_its_clearml_server_at_start_and_sigterm_ends_the_wait(
+    fake_clearml: FakeClearML, tmp_path: Path, endpoint: str, said: str
+) -> None:
+    """A daemon (not --once) whose ClearML server cannot answer at start says so and tries again,
+    launching nothing meanwhile; SIGTERM ends the wait with exit 0."""
+    config, state = write_config(tmp_path)
+    fake_clearml.enqueue("gpu")
+    fake_clearml.fail_next(endpoint, times=1000, status=500)
+
+    def waiting(proc: subprocess.Popen[str]) -> None:
+        time.sleep(4.0)
+        assert proc.poll() is None, "a daemon waits for its server instead of exiting"
+
+    code, out, err = signal_run(config, signal.SIGTERM, waiting)
+    assert code == 0, err
+    assert said in err
+    assert "Traceback" not in out + err
+    assert not alive(state)
+
+
 def test_demo_json_reports_all_tasks_completed() -> None:
     proc = cli("demo", "--format", "json")
     assert proc.returncode == 0, proc.stderr
