@@ -66,6 +66,7 @@ class ScalerSettings:
     idle_policy: str = "adaptive"
     min_idle_time: float = 0.0
     max_spill_wait: float = 1800.0
+    spill_delay: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,18 @@ SCALER_FIELDS = (
         min=0,
         max=86400,
     ),
+    Field(
+        "spill_delay",
+        "duration",
+        "How long a queue must have been short of machines of its cheapest resources before a machine of a "
+        "pricier resource (higher `price_per_hour`) is launched for it: a shortage that ends sooner, as busy "
+        "workers finish or cheaper machines boot, never pays the higher price; waiting tasks may wait up to "
+        "this much longer. A spot resource's own on-demand fallback waits `regular_instance_rollback_timeout` "
+        "instead. 0 = at once (the default). See docs/how-it-works.md for when 15m pays.",
+        default=0.0,
+        min=0,
+        max=86400,
+    ),
 )
 
 RESOURCE_FIELDS = (

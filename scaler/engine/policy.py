@@ -13,7 +13,8 @@ Rules (see docs/how-it-works.md):
   to the next one when a resource is full, out of capacity, or its spot market is failing;
 * a launch that would go to a dearer machine (on-demand fallback, dearer resource) first leaves to the
   busy workers of the queue what they are expected to take within 2 boot times, or a short run of the
-  queue when that is longer, at most ``max_spill_wait`` (spill-over patience);
+  queue when that is longer, at most ``max_spill_wait`` (spill-over patience); with ``spill_delay`` set,
+  a pricier resource is launched only once the queue has been short of cheaper machines that long;
 * a spot resource in blackout is probed once the blackout has run ``max(5m, regular_instance_rollback_timeout)``:
   one spot launch per tick with demand, before on-demand (the tick's re-plan launches on-demand when
   it fails; a success ends the blackout);
@@ -168,6 +169,8 @@ class PolicyState:
     # legacy instances (no fleet identity) a worker on this ClearML server named: this fleet's
     adopted: set[str] = field(default_factory=set)
     spot_back: set[str] = field(default_factory=set)  # resources whose blackout a spot probe ended (said once)
+    # queue -> first tick of its current shortage of cheaper machines (a dearer one needed since; spill_delay)
+    short_since: dict[str, float] = field(default_factory=dict)
     # -- evidence for the adaptive rules (idle_policy = adaptive, the free-up rule); values are
     # tuples, replaced (never changed in place), so that copy() keeps ticks independent
     last_pending: dict[str, int] = field(default_factory=dict)  # queue -> pending at the last readable tick
@@ -207,6 +210,7 @@ class PolicyState:
             out.terminated_at,
             out.watched_since,
             out.vanished,
+            out.short_since,
         ):
             for key in timers:
                 timers[key] += delta
@@ -748,19 +752,35 @@ def _plan_launches(
                     f"within the boot time ({_about(boot)}): " + "; ".join(notes[:3]),
                 )
         if demand <= 0:
+            state.short_since.pop(queue, None)  # no shortage: the next one starts spill_delay afresh
             continue
         wanted = demand
         rate_limited = False
         resources = config.resources_for_queue(queue)
         cheapest = min((r.price_per_hour for r in resources if r.price_per_hour > 0), default=0.0)
         patient = False  # the spill-over patience rule was applied to this queue
-        for resource, spot, note in _order(resources, state, now, out):
+        short = False  # a pricier resource was needed: the spill-over delay rule was applied
+        order = _order(resources, state, now, out)
+        # the price of the cheapest resource of the queue that cannot take a machine at its price now
+        # (full, out of capacity, or spot unavailable): what a shortage of cheaper machines is measured by
+        short_of = _unavailable_price(resources, order, fleet, state, unconfirmed_by_res)
+        # a spot probe in a blackout neither starts nor ends a shortage (its failure re-plans this tick)
+        probing = any(spot and state.blackout_until.get(r.name, 0) > now for r, spot, _ in order)
+        for resource, spot, note in order:
             if demand <= 0:
                 break
             room = resource.max_instances - fleet.count(resource.name) - unconfirmed_by_res[resource.name]
             if room <= 0:
                 continue
             dearer = (resource.spot and not spot) or 0 < cheapest < resource.price_per_hour
+            pricier = 0 < short_of < resource.price_per_hour  # than a cheaper resource that is short
+            if pricier and not short:  # (a spot resource's own on-demand fallback waits its rollback timeout)
+                short = True
+                lasted = now - state.short_since.setdefault(queue, now)
+                if lasted < settings.spill_delay:
+                    out.info("spill_delay", _spill_delay_line(queue, resource, demand, lasted, settings.spill_delay))
+                    demand = 0
+                    break
             if dearer and not patient:
                 patient = True
                 held_for, line = _spill_patience(config, fleet, state, now, queue, resource, demand, freeing)
@@ -811,8 +831,12 @@ def _plan_launches(
             out.launches.append(Launch(resource.name, count, spot, token, reason))
             state.tick_launched[resource.name] = state.tick_launched.get(resource.name, 0) + count
             demand -= count
+            if count >= room and resource.price_per_hour > 0:  # full now: what is left is short of it
+                short_of = min(short_of or resource.price_per_hour, resource.price_per_hour)
             total_alive += count
             hourly += count * resource.price_per_hour
+        if not short and not probing:  # met without a pricier machine: no shortage
+            state.short_since.pop(queue, None)
         if demand > 0:
             why = (
                 f"max_launch_per_tick = {settings.max_launch_per_tick} leaves the rest for the next ticks"
@@ -1174,6 +1198,40 @@ def _freeing(config: Config, fleet: Fleet, state: PolicyState, now: float, queue
                     usual = sorted(soon)[len(soon) // 2]
                     notes.append(f"{worker.task} ({seen[2] or queue}) has run {_about(ran)} of a usual {_about(usual)}")
     return count, boot, notes
+
+
+def _unavailable_price(
+    resources: list[Resource],
+    order: list[tuple[Resource, bool, str]],
+    fleet: Fleet,
+    state: PolicyState,
+    unconfirmed: dict[str, int],
+) -> float:
+    """The lowest ``price_per_hour`` among the queue's resources that cannot take a machine at that
+    price this tick: full (``max_instances``), skipped (capacity, quota, unlisted cloud), or a spot
+    resource whose spot market is failing or in blackout; 0 when there is none."""
+    spot_in_order = {r.name: spot for r, spot, _ in order}
+    prices = [
+        r.price_per_hour
+        for r in resources
+        if r.price_per_hour > 0
+        and (
+            r.name not in spot_in_order
+            or (r.spot and (not spot_in_order[r.name] or r.name in state.spot_failing_since))
+            or r.max_instances - fleet.count(r.name) - unconfirmed[r.name] <= 0
+        )
+    ]
+    return min(prices, default=0.0)
+
+
+def _spill_delay_line(queue: str, resource: Resource, demand: int, short: float, delay: float) -> str:
+    """The log line of the spill-over delay rule: the queue's shortage of cheaper machines has not
+    lasted ``spill_delay`` yet, so no dearer machine is launched this tick."""
+    return (
+        f"queue '{queue}': {_plural(demand, 'pending task')} wait for cheaper machines: short of them for "
+        f"{format_duration(round(short))} of spill_delay {format_duration(delay)} before launching pricier "
+        f"'{resource.name}' ({resource.price_per_hour:g}/h)"
+    )
 
 
 def _spill_patience(

@@ -53,6 +53,9 @@ def C(*resources: dict[str, object], fleet_id: str = "", **scaler: object) -> Co
         "polling_interval": "30s",
         "max_idle_time": "10m",
         "stuck_timeout": "20m",
+        # each table tests its rules alone: a dearer machine launches as soon as it is needed,
+        # unless a case sets spill_delay (the spill-over delay's own cases, test_policy_adaptive.py)
+        "spill_delay": "0s",
         **scaler,
     }
     config = build_config({"scaler": raw_scaler, "resources": list(resources) or [R("a")]}, provider="simulated")

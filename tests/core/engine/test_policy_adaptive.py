@@ -419,6 +419,93 @@ CASES = [
         Snippet(boots=(), runs=PATIENCE_RUNS, running=RUNNING_2),
         [Tick(1500, {"q": 2}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 2, "on-demand")])],
     ),
+    (
+        "spill-over delay: the cheap resource is full and a task waits: the pricier resource launches only once "
+        "the shortage has lasted spill_delay (15m), counted from its first tick",
+        SPILL(spill_delay="15m"),
+        Snippet(),
+        [
+            Tick(
+                1000,
+                {"q": 1},
+                [M("b1"), M("b2")],
+                BUSY_2,
+                notices=["info:spill_delay"],
+                says=(
+                    "queue 'q': 1 pending task wait for cheaper machines: short of them for 0s of spill_delay 15m "
+                    "before launching pricier 'b' (0.5/h)",
+                ),
+            ),
+            Tick(
+                1600,
+                {"q": 2},
+                [M("b1"), M("b2")],
+                BUSY_2,
+                notices=["info:spill_delay"],
+                says=("2 pending tasks wait for cheaper machines: short of them for 10m of spill_delay 15m",),
+            ),
+            Tick(1900, {"q": 2}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 2, "on-demand")]),
+        ],
+    ),
+    (
+        "spill-over delay: a shortage that ends (a busy worker took the task) starts afresh next time: "
+        "the pricier resource waits 15m from the new shortage's start",
+        SPILL(spill_delay="15m"),
+        Snippet(),
+        [
+            Tick(1000, {"q": 1}, [M("b1"), M("b2")], BUSY_2, notices=["info:spill_delay"]),
+            Tick(1500, {"q": 0}, [M("b1"), M("b2")], BUSY_2),
+            Tick(1600, {"q": 1}, [M("b1"), M("b2")], BUSY_2, notices=["info:spill_delay"], says=("for 0s of",)),
+            Tick(1900, {"q": 1}, [M("b1"), M("b2")], BUSY_2, notices=["info:spill_delay"], says=("for 5m of",)),
+            Tick(2500, {"q": 1}, [M("b1"), M("b2")], BUSY_2, launches=[("b", 1, "on-demand")]),
+        ],
+    ),
+    (
+        "spill-over delay: the cheap resource has room for one of two pending tasks: it launches one at once, "
+        "the other waits for cheaper machines",
+        SPILL(spill_delay="15m"),
+        Snippet(),
+        [
+            Tick(
+                1000,
+                {"q": 2},
+                [M("b1")],
+                [Wt("a", "b1", "t1", "job-1")],
+                launches=[("a", 1, "on-demand")],
+                notices=["info:spill_delay"],
+                says=("queue 'q': 1 pending task wait for cheaper machines",),
+            )
+        ],
+    ),
+    (
+        "spill-over delay: a pricier resource first in config order, a cheaper one after it with room: "
+        "no shortage of cheaper machines, the first launches at once",
+        C(R("a", price_per_hour=0.5), R("b", price_per_hour=0.2), spill_delay="15m"),
+        Snippet(),
+        [Tick(1000, {"q": 1}, [], [], launches=[("a", 1, "on-demand")])],
+    ),
+    (
+        "spill-over delay: the cheap spot resource is in blackout: its own on-demand fallback (same price "
+        "list) is not delayed, the pricier resource is; with spill_delay = 0 it launches at once",
+        C(R("a", price_per_hour=0.2, spot=True), R("b", price_per_hour=0.5), spill_delay="15m"),
+        Snippet(spot_failing=("a",)),
+        [
+            Tick(
+                1000,
+                {"q": 1},
+                [],
+                [],
+                notices=["info:spill_delay"],
+                says=("before launching pricier 'b' (0.5/h)",),
+            )
+        ],
+    ),
+    (
+        "spill-over delay = 0 (as before it existed): the pricier resource launches in the shortage's first tick",
+        C(R("a", price_per_hour=0.2, spot=True), R("b", price_per_hour=0.5), spill_delay="0s"),
+        Snippet(spot_failing=("a",)),
+        [Tick(1000, {"q": 1}, [], [], launches=[("b", 1, "on-demand")])],
+    ),
 ]
 
 

@@ -183,7 +183,8 @@ def test_simulate_cli_reports_each_cloud_in_json(tmp_path: Path) -> None:
         tmp_path,
         trace(
             clouds={"aws": {"outages": [{"start": 0, "end": 7200}]}},
-            tasks=[{"at": 0, "queue": "gpu", "duration": 600, "count": 3}],
+            # hour-long tasks: the third outlasts any spill_delay a reader may set, so gcp-od runs it
+            tasks=[{"at": 0, "queue": "gpu", "duration": 3600, "count": 3}],
         ),
     )
     result = run_cli("simulate", "--config", str(config), "--trace", str(spec), "--format", "json", timeout=120)
