@@ -763,13 +763,15 @@ def _plan_launches(
         order = _order(resources, state, now, out)
         # the price of the cheapest resource of the queue that cannot take a machine at its price now
         # (full, out of capacity, or spot unavailable): what a shortage of cheaper machines is measured by
-        short_of = _unavailable_price(resources, order, fleet, state, unconfirmed_by_res)
+        # (spill_delay = 0, the default: no shortage is measured, nothing is held)
+        delaying = settings.spill_delay > 0
+        short_of = _unavailable_price(resources, order, fleet, state, unconfirmed_by_res) if delaying else 0.0
         # a spot probe in a blackout neither starts nor ends a shortage (its failure re-plans this tick)
         probing = any(spot and state.blackout_until.get(r.name, 0) > now for r, spot, _ in order)
         for resource, spot, note in order:
             if demand <= 0:
                 break
-            room = resource.max_instances - fleet.count(resource.name) - unconfirmed_by_res[resource.name]
+            room = _room(resource, fleet, unconfirmed_by_res)
             if room <= 0:
                 continue
             dearer = (resource.spot and not spot) or 0 < cheapest < resource.price_per_hour
@@ -831,7 +833,7 @@ def _plan_launches(
             out.launches.append(Launch(resource.name, count, spot, token, reason))
             state.tick_launched[resource.name] = state.tick_launched.get(resource.name, 0) + count
             demand -= count
-            if count >= room and resource.price_per_hour > 0:  # full now: what is left is short of it
+            if delaying and count >= room and resource.price_per_hour > 0:  # full now: what is left is short of it
                 short_of = min(short_of or resource.price_per_hour, resource.price_per_hour)
             total_alive += count
             hourly += count * resource.price_per_hour
@@ -1200,6 +1202,12 @@ def _freeing(config: Config, fleet: Fleet, state: PolicyState, now: float, queue
     return count, boot, notes
 
 
+def _room(resource: Resource, fleet: Fleet, unconfirmed: dict[str, int]) -> int:
+    """How many more machines ``resource`` may have: ``max_instances`` less its live machines and
+    its launches whose outcome is unknown."""
+    return resource.max_instances - fleet.count(resource.name) - unconfirmed[resource.name]
+
+
 def _unavailable_price(
     resources: list[Resource],
     order: list[tuple[Resource, bool, str]],
@@ -1218,7 +1226,7 @@ def _unavailable_price(
         and (
             r.name not in spot_in_order
             or (r.spot and (not spot_in_order[r.name] or r.name in state.spot_failing_since))
-            or r.max_instances - fleet.count(r.name) - unconfirmed[r.name] <= 0
+            or _room(r, fleet, unconfirmed) <= 0
         )
     ]
     return min(prices, default=0.0)
